@@ -1,0 +1,5 @@
+import sys
+
+from fedledger.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The ``fedledger`` command line.
+
+Each concern registers its own sub-command group from its own module; this file
+only assembles them and turns typed errors into one readable line plus a hint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from fedledger.errors import FedLedgerError
+
+app = typer.Typer(
+    name="fedledger",
+    help="Blockchain-audited federated learning for cyber-threat intelligence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full trace on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+# (module, attribute, name) of each sub-command group; a module that is not there yet
+# is skipped, so the CLI stays usable while parts are built.
+_GROUPS: list[tuple[str, str, str | None]] = [
+    ("fedledger.cli.ipfs_cmd", "app", "ipfs"),
+    ("fedledger.cli.simulate_cmd", "register", None),
+    ("fedledger.cli.chain_cmd", "register", None),
+    ("fedledger.cli.audit_cmd", "register", None),
+    ("fedledger.cli.demo_cmd", "register", None),
+    ("fedledger.cli.model_cmd", "app", "model"),
+]
+
+
+def _load_groups() -> None:
+    for module_name, attr, name in _GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        obj = getattr(module, attr)
+        if name is None:
+            obj(app)  # register(app) adds top-level commands
+        else:
+            app.add_typer(obj, name=name)
+
+
+_load_groups()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, mapping typed errors to a one-line message and exit code 1."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except FedLedgerError as exc:
+        if debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]")
+        return 130
+    except SystemExit as exc:  # typer.Exit / click's exit inside commands
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("[red]aborted[/]")
+            return 1
+        if debug:
+            err_console.print_exception()
+        else:
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+            err_console.print("[yellow]hint:[/] run again with --debug for the full trace and report it")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
