@@ -1,0 +1,218 @@
+"""Building and walking the UnixFS file DAG exactly as Kubo's ``ipfs add`` does.
+
+Profile (Kubo's defaults): fixed 262,144-byte chunks, dag-pb leaves, balanced
+layout with at most 174 links per node, CIDv0. The builder streams: it holds one
+chunk plus, per DAG layer, the links of the node still being filled (at most 174),
+so memory stays constant whatever the input size.
+
+Why hand-written: there is no maintained Python UnixFS importer; the layout rule is
+go-unixfs's ``balanced.Layout``, re-stated here bottom-up (a full node is closed as
+soon as it has 174 links; at the end each partial layer is closed into the one
+above, and a layer holding a single node is the root).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Protocol
+
+from multiformats import CID
+
+from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
+from ipfs.errors import CorruptBlock, StoreError
+from ipfs.unixfs import TYPE_FILE, TYPE_RAW, Link, ProtobufError, decode_node, encode_inner, leaf_parts
+
+CHUNK_SIZE = 262_144
+MAX_LINKS = 174
+# Deeper than any real file (174**6 chunks is ~6 PB); bounds hostile DAGs.
+MAX_DEPTH = 16
+
+
+class BlockSink(Protocol):
+    """Receives every block the builder makes, leaves split in three to avoid copies."""
+
+    def put_parts(self, multihash: bytes, parts: tuple[bytes | memoryview, ...], size: int) -> None: ...
+
+
+class DagBuilder:
+    """Feeds chunks in, gives the root out; blocks go to ``sink`` (None: only hash)."""
+
+    def __init__(self, sink: BlockSink | None = None) -> None:
+        self._sink = sink
+        self._layers: list[list[Link]] = [[]]
+        self._file_size = 0
+        self._chunks = 0
+
+    @property
+    def file_size(self) -> int:
+        return self._file_size
+
+    def add_chunk(self, chunk: bytes | memoryview) -> None:
+        n = len(chunk)
+        if n == 0 or n > CHUNK_SIZE:
+            raise ValueError(f"a chunk holds 1..{CHUNK_SIZE} bytes, got {n}")
+        link = self._leaf(chunk)
+        self._file_size += n
+        self._chunks += 1
+        self._push(0, link)
+
+    def finish(self) -> Link:
+        """Close the DAG; returns the root's link (multihash, file size, tsize)."""
+        if self._chunks == 0:
+            return self._leaf(b"")
+        top = max(i for i, layer in enumerate(self._layers) if layer)
+        for level in range(top):
+            if self._layers[level]:
+                node = self._inner(self._layers[level])
+                self._layers[level] = []
+                self._layers[level + 1].append(node)
+        root_layer = self._layers[top]
+        if len(root_layer) == 1:
+            return root_layer[0]
+        return self._inner(root_layer)
+
+    def _push(self, level: int, link: Link) -> None:
+        if level == len(self._layers):
+            self._layers.append([])
+        layer = self._layers[level]
+        layer.append(link)
+        if len(layer) == MAX_LINKS:
+            node = self._inner(layer)
+            self._layers[level] = []
+            self._push(level + 1, node)
+
+    def _leaf(self, chunk: bytes | memoryview) -> Link:
+        prefix, suffix = leaf_parts(len(chunk))
+        h = hashlib.sha256(prefix)
+        h.update(chunk)
+        h.update(suffix)
+        mh = SHA2_256_PREFIX + h.digest()
+        size = len(prefix) + len(chunk) + len(suffix)
+        if self._sink is not None:
+            self._sink.put_parts(mh, (prefix, chunk, suffix), size)
+        return Link(mh, len(chunk), size)
+
+    def _inner(self, links: list[Link]) -> Link:
+        block = encode_inner(links)
+        mh = SHA2_256_PREFIX + hashlib.sha256(block).digest()
+        if self._sink is not None:
+            self._sink.put_parts(mh, (block,), len(block))
+        return Link(mh, sum(link.file_size for link in links), len(block) + sum(link.tsize for link in links))
+
+
+def iter_chunks(data: bytes | bytearray | memoryview | BinaryIO) -> Iterator[memoryview]:
+    """Split bytes or a stream into profile chunks, reusing one buffer for streams.
+
+    A yielded chunk is only valid until the next one is requested.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield view[start : start + CHUNK_SIZE]
+        return
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    readinto = getattr(data, "readinto", None)
+    while True:
+        filled = 0
+        while filled < CHUNK_SIZE:
+            if readinto is not None:
+                got = readinto(view[filled:])
+            else:
+                piece = data.read(CHUNK_SIZE - filled)
+                got = len(piece) if piece is not None else 0
+                view[filled : filled + got] = piece or b""
+            if not got:
+                break
+            filled += got
+        if filled:
+            yield view[:filled]
+        if filled < CHUNK_SIZE:
+            return
+
+
+def build(data: bytes | bytearray | memoryview | BinaryIO, sink: BlockSink | None = None) -> tuple[str, Link]:
+    """Chunk and link ``data``; returns (root CIDv0 string, root link)."""
+    builder = DagBuilder(sink)
+    for chunk in iter_chunks(data):
+        builder.add_chunk(chunk)
+    root = builder.finish()
+    return cidv0_from_multihash(root.multihash), root
+
+
+# --- reading ----------------------------------------------------------------
+
+BlockFetcher = Callable[[CID], bytes]
+
+
+def verify_block(cid: CID, block: bytes | memoryview, where: str) -> None:
+    """Refuse a block whose sha2-256 is not the one its CID names."""
+    actual = hashlib.sha256(block).digest()
+    if actual != bytes(cid.raw_digest):
+        raise CorruptBlock(
+            str(cid),
+            f"its {len(block)} bytes hash to {cidv0_from_multihash(SHA2_256_PREFIX + actual)}",
+            where=where,
+        )
+
+
+def iter_file(root: CID, fetch: BlockFetcher, where: str) -> Iterator[memoryview]:
+    """Yield the file bytes under ``root`` in order; every block is re-hashed first.
+
+    ``fetch`` returns a block's raw bytes (or raises ContentNotFound); nothing it
+    returns is trusted until it hashes to the CID that named it.
+    """
+    yield from _walk(root, fetch, where, 0, None)
+
+
+def _walk(cid: CID, fetch: BlockFetcher, where: str, depth: int, expect: int | None) -> Iterator[memoryview]:
+    if depth > MAX_DEPTH:
+        raise StoreError(f"DAG under {cid} is deeper than {MAX_DEPTH} layers; refusing to read it")
+    block = fetch(cid)
+    verify_block(cid, block, where)
+    if cid.codec.name == "raw":
+        if expect is not None and expect != len(block):
+            raise CorruptBlock(str(cid), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
+        yield memoryview(block)
+        return
+    try:
+        node = decode_node(block)
+    except ProtobufError as exc:
+        raise StoreError(
+            f"block {cid} in {where} is not a UnixFS file node: {exc}",
+            hint="the CID names something other than a file added with `ipfs add` (a directory or raw DAG)",
+        ) from None
+    if node.unixfs_type not in (TYPE_FILE, TYPE_RAW):
+        raise StoreError(
+            f"{cid} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
+            hint="only files can be read; a directory CID needs `ipfs cat <dir>/<name>`",
+        )
+    if node.links and len(node.blocksizes) != len(node.links):
+        raise CorruptBlock(str(cid), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
+    total = len(node.data) + sum(node.blocksizes)
+    if node.file_size is not None and node.file_size != total:
+        raise CorruptBlock(str(cid), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
+    if expect is not None and expect != total:
+        raise CorruptBlock(str(cid), f"parent says {expect} bytes, node holds {total}", where=where)
+    if len(node.data):
+        yield node.data
+    for link, size in zip(node.links, node.blocksizes):
+        try:
+            child = CID.decode(link.hash)
+        except Exception:
+            raise CorruptBlock(str(cid), "a link holds a malformed CID", where=where) from None
+        if child.hashfun.name != "sha2-256":
+            raise StoreError(f"{cid} links to {child}, hashed with {child.hashfun.name}; only sha2-256 is verified here")
+        yield from _walk(child, fetch, where, depth + 1, size)
+
+
+def links_of(cid: CID, block: bytes) -> list[CID]:
+    """Children of a verified block (for CAR export and completeness checks)."""
+    if cid.codec.name == "raw":
+        return []
+    try:
+        node = decode_node(block)
+    except ProtobufError as exc:
+        raise StoreError(f"block {cid} is not a dag-pb UnixFS node: {exc}") from None
+    return [CID.decode(link.hash) for link in node.links]
