@@ -1,0 +1,72 @@
+"""The update store: content-addressed storage with CIDs identical to Kubo's ``ipfs add``.
+
+``open_store()`` gives the embedded directory store by default, or a Kubo node over
+its RPC API when one is named. Both return the CID ``ipfs add`` prints for the same
+bytes, and both verify every byte they return against it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ipfs.cid import cid_to_digest, digest_to_cid, parse_cid
+from ipfs.embedded import EmbeddedStore
+from ipfs.errors import ContentNotFound, CorruptBlock, InvalidCID, StoreError, StoreNotWritable, StoreUnavailable
+from ipfs.store import ContentStore
+
+__all__ = [
+    "ContentNotFound",
+    "ContentStore",
+    "CorruptBlock",
+    "EmbeddedStore",
+    "InvalidCID",
+    "StoreError",
+    "StoreNotWritable",
+    "StoreUnavailable",
+    "cid_to_digest",
+    "default_store_dir",
+    "digest_to_cid",
+    "open_store",
+    "parse_cid",
+]
+
+STORE_ENV = "FEDLEDGER_STORE"
+API_ENV = "IPFS_API"
+
+
+def default_store_dir() -> Path:
+    """Where the embedded store lives when nothing names one (XDG data directory)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "fedledger" / "store"
+
+
+def open_store(store: str | Path | None = None, api: str | None = None) -> ContentStore:
+    """The store to use: explicit arguments first, then the environment, then the default.
+
+    Order: ``api`` → Kubo at that address; ``store`` → embedded store in that
+    directory; ``$FEDLEDGER_STORE`` → embedded; ``$IPFS_API`` → Kubo; otherwise the
+    embedded store in :func:`default_store_dir`.
+    """
+    if store is not None and api is not None:
+        raise StoreError(
+            "both a store directory and an IPFS API address were given",
+            hint="pass either --store DIR (embedded) or --ipfs-api ADDR (Kubo), not both",
+        )
+    if api is not None:
+        return _kubo(api)
+    if store is not None:
+        return EmbeddedStore(store)
+    env_store = os.environ.get(STORE_ENV)
+    if env_store:
+        return EmbeddedStore(env_store)
+    env_api = os.environ.get(API_ENV)
+    if env_api:
+        return _kubo(env_api)
+    return EmbeddedStore(default_store_dir())
+
+
+def _kubo(api: str) -> ContentStore:
+    from ipfs.kubo import KuboStore  # httpx is only imported when a node is used
+
+    return KuboStore(api)

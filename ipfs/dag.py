@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
-from multiformats import CID
+from multiformats import CID, multihash
 
 from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
 from ipfs.errors import CorruptBlock, StoreError
@@ -101,34 +101,42 @@ class DagBuilder:
         return Link(mh, sum(link.file_size for link in links), len(block) + sum(link.tsize for link in links))
 
 
-def iter_chunks(data: bytes | bytearray | memoryview | BinaryIO) -> Iterator[memoryview]:
-    """Split bytes or a stream into profile chunks, reusing one buffer for streams.
+def iter_chunks(data: bytes | bytearray | memoryview | BinaryIO) -> Iterator[bytes | memoryview]:
+    """Split bytes or a stream into profile chunks.
 
-    A yielded chunk is only valid until the next one is requested.
+    Each chunk read from a stream is a fresh object (not a reused buffer), so a
+    sink may keep it until it has written it; only the sink's queue bounds memory.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         view = memoryview(data).cast("B")
         for start in range(0, len(view), CHUNK_SIZE):
             yield view[start : start + CHUNK_SIZE]
         return
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    readinto = getattr(data, "readinto", None)
+    read = getattr(data, "read", None)
+    if read is None:
+        raise TypeError(f"put() takes bytes or a binary stream, not {type(data).__name__}")
     while True:
-        filled = 0
-        while filled < CHUNK_SIZE:
-            if readinto is not None:
-                got = readinto(view[filled:])
-            else:
-                piece = data.read(CHUNK_SIZE - filled)
-                got = len(piece) if piece is not None else 0
-                view[filled : filled + got] = piece or b""
-            if not got:
-                break
-            filled += got
-        if filled:
-            yield view[:filled]
-        if filled < CHUNK_SIZE:
+        chunk = read(CHUNK_SIZE)
+        if chunk is None:  # a non-blocking stream with nothing yet: treat as a bug upstream
+            raise ValueError("the stream returned None (non-blocking streams are not supported)")
+        if isinstance(chunk, str):
+            raise TypeError("put() needs a binary stream; open the file with 'rb'")
+        if 0 < len(chunk) < CHUNK_SIZE:
+            # Pipes and sockets return short reads: top the chunk up to full size,
+            # since chunk boundaries decide the CID.
+            pieces = [chunk]
+            have = len(chunk)
+            while have < CHUNK_SIZE:
+                more = read(CHUNK_SIZE - have)
+                if not more:
+                    break
+                pieces.append(more)
+                have += len(more)
+            chunk = b"".join(pieces)
+        if not chunk:
+            return
+        yield chunk
+        if len(chunk) < CHUNK_SIZE:
             return
 
 
@@ -142,77 +150,134 @@ def build(data: bytes | bytearray | memoryview | BinaryIO, sink: BlockSink | Non
 
 
 # --- reading ----------------------------------------------------------------
+#
+# Blocks are named here by a light (codec, digest) pair: ``multiformats.CID`` runs
+# runtime type validation on every construction, which cost more than the hashing
+# itself when decoding 174 links per node. CIDs are built only for messages.
 
-BlockFetcher = Callable[[CID], bytes]
+RAW_CODEC = "raw"
+PB_CODEC = "dag-pb"
 
 
-def verify_block(cid: CID, block: bytes | memoryview, where: str) -> None:
+class BlockRef(NamedTuple):
+    codec: str  # "dag-pb" or "raw"
+    digest: bytes  # sha2-256, 32 bytes
+
+    @classmethod
+    def of(cls, cid: CID) -> BlockRef:
+        return cls(cid.codec.name, bytes(cid.raw_digest))
+
+    @classmethod
+    def from_link(cls, raw: bytes) -> BlockRef:
+        """Decode a link's binary CID (a bare multihash for CIDv0)."""
+        if len(raw) == 34 and raw[:2] == SHA2_256_PREFIX:
+            return cls(PB_CODEC, raw[2:])
+        cid = CID.decode(raw)  # CIDv1 children (e.g. raw leaves added elsewhere)
+        if cid.hashfun.name != "sha2-256" or cid.codec.name not in (PB_CODEC, RAW_CODEC):
+            raise ValueError(f"child {cid} uses {cid.hashfun.name}/{cid.codec.name}; only sha2-256 dag-pb or raw is verified here")
+        return cls.of(cid)
+
+    @property
+    def multihash(self) -> bytes:
+        return SHA2_256_PREFIX + self.digest
+
+    def __str__(self) -> str:
+        if self.codec == PB_CODEC:
+            return cidv0_from_multihash(self.multihash)
+        return str(CID("base32", 1, self.codec, multihash.wrap(self.digest, "sha2-256")))
+
+
+class BlockFetcher(Protocol):
+    def __call__(self, ref: BlockRef) -> bytes: ...
+
+
+def verify_block(ref: BlockRef, block: bytes | memoryview, where: str) -> None:
     """Refuse a block whose sha2-256 is not the one its CID names."""
     actual = hashlib.sha256(block).digest()
-    if actual != bytes(cid.raw_digest):
+    if actual != ref.digest:
         raise CorruptBlock(
-            str(cid),
+            str(ref),
             f"its {len(block)} bytes hash to {cidv0_from_multihash(SHA2_256_PREFIX + actual)}",
             where=where,
         )
 
 
-def iter_file(root: CID, fetch: BlockFetcher, where: str) -> Iterator[memoryview]:
+def iter_file(
+    root: BlockRef,
+    fetch: BlockFetcher,
+    where: str,
+    prefetch: Callable[[list[BlockRef]], None] | None = None,
+) -> Iterator[memoryview]:
     """Yield the file bytes under ``root`` in order; every block is re-hashed first.
 
     ``fetch`` returns a block's raw bytes (or raises ContentNotFound); nothing it
-    returns is trusted until it hashes to the CID that named it.
+    returns is trusted until it hashes to the CID that named it. ``prefetch``, if
+    given, is told which blocks come next so the backend can start reading them.
     """
-    yield from _walk(root, fetch, where, 0, None)
+    yield from _walk(root, fetch, where, 0, None, prefetch)
 
 
-def _walk(cid: CID, fetch: BlockFetcher, where: str, depth: int, expect: int | None) -> Iterator[memoryview]:
+PREFETCH_WINDOW = 8
+
+
+def _walk(
+    ref: BlockRef,
+    fetch: BlockFetcher,
+    where: str,
+    depth: int,
+    expect: int | None,
+    prefetch: Callable[[list[BlockRef]], None] | None,
+) -> Iterator[memoryview]:
     if depth > MAX_DEPTH:
-        raise StoreError(f"DAG under {cid} is deeper than {MAX_DEPTH} layers; refusing to read it")
-    block = fetch(cid)
-    verify_block(cid, block, where)
-    if cid.codec.name == "raw":
+        raise StoreError(f"DAG under {ref} is deeper than {MAX_DEPTH} layers; refusing to read it")
+    block = fetch(ref)
+    verify_block(ref, block, where)
+    if ref.codec == RAW_CODEC:
         if expect is not None and expect != len(block):
-            raise CorruptBlock(str(cid), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
+            raise CorruptBlock(str(ref), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
         yield memoryview(block)
         return
     try:
         node = decode_node(block)
     except ProtobufError as exc:
         raise StoreError(
-            f"block {cid} in {where} is not a UnixFS file node: {exc}",
+            f"block {ref} in {where} is not a UnixFS file node: {exc}",
             hint="the CID names something other than a file added with `ipfs add` (a directory or raw DAG)",
         ) from None
     if node.unixfs_type not in (TYPE_FILE, TYPE_RAW):
         raise StoreError(
-            f"{cid} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
+            f"{ref} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
             hint="only files can be read; a directory CID needs `ipfs cat <dir>/<name>`",
         )
     if node.links and len(node.blocksizes) != len(node.links):
-        raise CorruptBlock(str(cid), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
+        raise CorruptBlock(str(ref), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
     total = len(node.data) + sum(node.blocksizes)
     if node.file_size is not None and node.file_size != total:
-        raise CorruptBlock(str(cid), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
+        raise CorruptBlock(str(ref), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
     if expect is not None and expect != total:
-        raise CorruptBlock(str(cid), f"parent says {expect} bytes, node holds {total}", where=where)
+        raise CorruptBlock(str(ref), f"parent says {expect} bytes, node holds {total}", where=where)
     if len(node.data):
         yield node.data
-    for link, size in zip(node.links, node.blocksizes):
-        try:
-            child = CID.decode(link.hash)
-        except Exception:
-            raise CorruptBlock(str(cid), "a link holds a malformed CID", where=where) from None
-        if child.hashfun.name != "sha2-256":
-            raise StoreError(f"{cid} links to {child}, hashed with {child.hashfun.name}; only sha2-256 is verified here")
-        yield from _walk(child, fetch, where, depth + 1, size)
+    if not node.links:
+        return
+    try:
+        children = [BlockRef.from_link(link.hash) for link in node.links]
+    except Exception as exc:
+        raise CorruptBlock(str(ref), f"a link is unusable: {exc}", where=where) from None
+    if prefetch is not None:
+        prefetch(children[:PREFETCH_WINDOW])
+    for i, (child, size) in enumerate(zip(children, node.blocksizes)):
+        if prefetch is not None and i + PREFETCH_WINDOW < len(children):
+            prefetch(children[i + PREFETCH_WINDOW : i + PREFETCH_WINDOW + 1])
+        yield from _walk(child, fetch, where, depth + 1, size, prefetch)
 
 
-def links_of(cid: CID, block: bytes) -> list[CID]:
+def links_of(ref: BlockRef, block: bytes) -> list[BlockRef]:
     """Children of a verified block (for CAR export and completeness checks)."""
-    if cid.codec.name == "raw":
+    if ref.codec == RAW_CODEC:
         return []
     try:
         node = decode_node(block)
-    except ProtobufError as exc:
-        raise StoreError(f"block {cid} is not a dag-pb UnixFS node: {exc}") from None
-    return [CID.decode(link.hash) for link in node.links]
+        return [BlockRef.from_link(link.hash) for link in node.links]
+    except Exception as exc:
+        raise StoreError(f"block {ref} is not a dag-pb UnixFS node: {exc}") from None
