@@ -1,0 +1,276 @@
+"""Typed failures of the ledger: build, local chain, RPC, transactions and contract reverts.
+
+Every custom error of ``FederationLedger.sol`` has a class here named exactly like it,
+deriving from :class:`LedgerRevert`; the client raises it with the decoded arguments both
+as attributes and in :attr:`LedgerRevert.args_dict`. A test checks that the ABI and this
+module agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fedledger.errors import FedLedgerError
+
+
+class LedgerError(FedLedgerError):
+    """Root of every failure raised by the ``contracts`` package."""
+
+
+# --------------------------------------------------------------------- build
+
+
+class CompilerNotFound(LedgerError):
+    """No solc of the pinned version was found in any of the places searched."""
+
+
+class CompilationFailed(LedgerError):
+    """solc ran but reported errors or produced no output for the contract."""
+
+
+class ArtifactError(LedgerError):
+    """The committed build artifact is missing, unreadable or inconsistent."""
+
+
+# --------------------------------------------------------------------- local chain
+
+
+class AnvilError(LedgerError):
+    """The local anvil chain could not be found, started or reached."""
+
+
+class AnvilNotFound(AnvilError):
+    """No anvil binary in ANVIL_BIN, on PATH or in the repository's node_modules."""
+
+
+# --------------------------------------------------------------------- RPC and transactions
+
+
+class RpcUnavailable(LedgerError):
+    """The JSON-RPC endpoint did not answer."""
+
+    def __init__(self, url: str, reason: str, *, hint: str | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot reach the chain's JSON-RPC endpoint at {url}: {reason}",
+            hint=hint or "check that the node is running and the URL (scheme, host, port) is right",
+        )
+
+
+class RpcError(LedgerError):
+    """The node answered with an error the client does not know how to classify."""
+
+
+class AttachRefused(LedgerError):
+    """The address is not a FederationLedger built from this artifact, or the chain is wrong."""
+
+
+class InvalidKey(LedgerError):
+    """A private key could not be parsed."""
+
+
+class InsufficientFunds(LedgerError):
+    """The sending account cannot pay for the transaction's gas."""
+
+
+class TransactionFailed(LedgerError):
+    """A transaction was not mined, or failed without revert data."""
+
+
+class ReceiptTimeout(TransactionFailed):
+    """No receipt arrived within the timeout."""
+
+
+# --------------------------------------------------------------------- reverts
+
+
+class LedgerRevert(LedgerError):
+    """A contract call reverted with one of FederationLedger's custom errors.
+
+    ``function`` is the contract function that reverted, ``error`` the custom error's name
+    and ``args_dict`` its decoded arguments (addresses checksummed, digests as ``0x`` hex).
+    Each argument is also an attribute of the exception.
+    """
+
+    #: Parameter names of the Solidity error, in order (filled in for each subclass).
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        function: str,
+        args_dict: dict[str, Any] | None = None,
+        *,
+        tx_hash: str | None = None,
+        error: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.function = function
+        self.error = error or type(self).__name__
+        self.args_dict = dict(args_dict or {})
+        self.tx_hash = tx_hash
+        for name, value in self.args_dict.items():
+            setattr(self, name, value)
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in self.args_dict.items())
+        where = f" (tx {tx_hash})" if tx_hash else ""
+        super().__init__(f"{function} reverted: {self.error}({shown}){where}", hint=hint or self.default_hint)
+
+    default_hint: ClassVar[str | None] = None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+class UnknownRevert(LedgerRevert):
+    """A revert whose data is not one of the contract's custom errors (e.g. a panic)."""
+
+
+class NotAdmin(LedgerRevert):
+    fields = ("account",)
+    account: str
+    default_hint = "send this transaction from the admin's key (see `admin()`)"
+
+
+class NotPendingAdmin(LedgerRevert):
+    fields = ("account",)
+    account: str
+    default_hint = "only the account named in transferAdmin can accept; see `pendingAdmin()`"
+
+
+class NotCoordinator(LedgerRevert):
+    fields = ("account",)
+    account: str
+    default_hint = "send this transaction from the coordinator's key (see `coordinator()`)"
+
+
+class NotParticipant(LedgerRevert):
+    fields = ("account",)
+    account: str
+    default_hint = "the account must be registered by the admin first (registerParticipant)"
+
+
+class AlreadyRegistered(LedgerRevert):
+    fields = ("account",)
+    account: str
+
+
+class ZeroAddress(LedgerRevert):
+    fields = ()
+
+
+class EmptyName(LedgerRevert):
+    fields = ("participant",)
+    participant: str
+
+
+class InvalidMinUpdates(LedgerRevert):
+    fields = ("minUpdates",)
+    minUpdates: int
+
+
+class EmptyModel(LedgerRevert):
+    fields = ()
+
+
+class EmptyManifest(LedgerRevert):
+    fields = ()
+
+
+class UnknownRound(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+    default_hint = "round ids start at 1 and go up to `currentRound()`"
+
+
+class RoundStillOpen(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+    default_hint = "finalize or abort the open round first"
+
+
+class RoundNotOpen(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+
+
+class BaseModelMismatch(LedgerRevert):
+    fields = ("expected", "given")
+    expected: bytes
+    given: bytes
+    default_hint = "a round must start from `latestModel()`"
+
+
+class DeadlineNotInFuture(LedgerRevert):
+    fields = ("deadline", "nowTimestamp")
+    deadline: int
+    nowTimestamp: int
+
+
+class DeadlinePassed(LedgerRevert):
+    fields = ("roundId", "deadline")
+    roundId: int
+    deadline: int
+
+
+class EmptyUpdate(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+
+
+class NoSamples(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+
+
+class AlreadySubmitted(LedgerRevert):
+    fields = ("roundId", "participant", "update")
+    roundId: int
+    participant: str
+    update: bytes
+
+
+class DuplicateUpdate(LedgerRevert):
+    fields = ("roundId", "update")
+    roundId: int
+    update: bytes
+
+
+class QuorumNotReached(LedgerRevert):
+    fields = ("have", "need")
+    have: int
+    need: int
+    default_hint = "wait for more submissions, or abort the round"
+
+
+class LengthMismatch(LedgerRevert):
+    fields = ("participants", "scores")
+    participants: int
+    scores: int
+
+
+class NotSubmitter(LedgerRevert):
+    fields = ("roundId", "participant")
+    roundId: int
+    participant: str
+
+
+class AlreadyScored(LedgerRevert):
+    fields = ("roundId", "participant")
+    roundId: int
+    participant: str
+
+
+def revert_classes() -> dict[str, type[LedgerRevert]]:
+    """Every custom-error class by its Solidity name."""
+    return {
+        cls.__name__: cls
+        for cls in LedgerRevert.__subclasses__()
+        if cls is not UnknownRevert
+    }
+
+
+class InvalidArgument(LedgerError):
+    """A value passed to the client cannot be sent to the contract (wrong size, range or format)."""
