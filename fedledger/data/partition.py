@@ -155,3 +155,24 @@ def party_class_counts(labels: np.ndarray, parts: Sequence[np.ndarray], n_classe
     """``(n_parties, n_classes)`` row counts: who holds what, for reports and checks."""
     y = np.asarray(labels, dtype=np.int64)
     return np.stack([np.bincount(y[p], minlength=n_classes) for p in parts]).astype(np.int64)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(keep, held_out)`` indices: ``fraction`` of every class held out
+    (rounded; at least one row of a class with two or more, so rare families are
+    tested too)."""
+    y = np.asarray(labels, dtype=np.int64)
+    if not 0.0 < fraction < 1.0:
+        raise PartitionError(f"hold-out fraction must be in (0, 1), got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for _, rows in _class_rows(y, rng):
+        k = int(round(fraction * rows.size))
+        if rows.size >= 2:
+            k = min(max(k, 1), rows.size - 1)
+        else:
+            k = 0
+        held.append(rows[:k])
+        keep.append(rows[k:])
+    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)  # noqa: E731
+    return cat(keep), cat(held)

@@ -114,6 +114,14 @@ class FeatureSchema:
         """Leading encoded columns that are (transformed) numerics and get normalised."""
         return len(self.numeric)
 
+    def with_unknown(self) -> FeatureSchema:
+        """This schema with an extra last class ``unknown`` (and its own id), for loading
+        with ``unknown_labels="unknown"``; the class list stays fixed by the schema."""
+        if "unknown" in self.classes:
+            return self
+        return FeatureSchema(self.schema_id + "+unknown", self.numeric, self.categorical,
+                             (*self.classes, "unknown"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_id": self.schema_id,
