@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.signers.local import LocalAccount
 
 from contracts.errors import AnvilError, AnvilNotFound
@@ -80,11 +81,16 @@ def find_anvil() -> Path:
     )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4)
+def _seed(mnemonic: str) -> bytes:
+    return seed_from_mnemonic(mnemonic, "")
+
+
+@lru_cache(maxsize=256)
 def dev_account(index: int, mnemonic: str = DEV_MNEMONIC) -> LocalAccount:
     """anvil's dev account ``index`` (path m/44'/60'/0'/0/index), derived locally."""
-    Account.enable_unaudited_hdwallet_features()
-    return Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}")
+    # The BIP-39 seed (2048 PBKDF2 rounds) is computed once per mnemonic, not per account.
+    return Account.from_key(key_from_seed(_seed(mnemonic), f"m/44'/60'/0'/0/{index}"))
 
 
 def _free_port(host: str) -> int:

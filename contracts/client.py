@@ -35,6 +35,19 @@ from contracts import errors
 from contracts.build import Artifact, load_artifact
 from contracts.records import Deployed, LedgerEvent, RoundInfo, RoundOpened, RoundState, Submission, TxResult
 
+__all__ = [
+    "Deployed",
+    "Ledger",
+    "LedgerEvent",
+    "RoundInfo",
+    "RoundOpened",
+    "RoundState",
+    "Submission",
+    "TxResult",
+    "as_account",
+    "forget_nonces",
+]
+
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_RECEIPT_TIMEOUT = 120.0
 DEFAULT_LOG_PAGE = 5_000  # blocks per eth_getLogs call; common public-node limits are 10k
@@ -109,6 +122,14 @@ class _NonceSlot:
 
 _nonce_slots: dict[tuple[str, int, str], _NonceSlot] = {}
 _nonce_slots_lock = threading.Lock()
+
+
+def forget_nonces() -> None:
+    """Drop every cached nonce, e.g. after rewinding a dev chain with ``evm_revert``."""
+    with _nonce_slots_lock:
+        for slot in _nonce_slots.values():
+            with slot.lock:
+                slot.next = None
 
 
 def _nonce_slot(rpc_url: str, chain_id: int, address: str) -> _NonceSlot:
@@ -723,10 +744,13 @@ class Ledger:
         )
 
     def _explain_failure(self, function: str, tx: dict[str, Any], receipt: Any, tx_hash: str) -> NoReturn:
-        """A mined transaction reverted (state changed after the estimate): replay it to get the error."""
+        """A mined transaction reverted (state changed after the estimate): replay it to get the error.
+
+        The replay runs on the state after its block, which includes whatever transaction got
+        in first (the usual cause: two senders racing for the same round or digest)."""
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         try:
-            self.w3.eth.call(call, block_identifier=int(receipt["blockNumber"]) - 1)  # type: ignore[arg-type]
+            self.w3.eth.call(call, block_identifier=int(receipt["blockNumber"]))  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:
             data = _revert_data(exc)
             if data:
