@@ -23,6 +23,7 @@ from fedledger.data.loaders.rows import (
     LabelPolicy,
     LoadReport,
     concat_raw,
+    first_row,
     flow_files,
     open_rows,
     parse_rows,
@@ -115,7 +116,7 @@ def read(
     parts, report = [], LoadReport()
     for f in flow_files(path):
         with open_rows(f) as reader:
-            header = next((r for r in reader if r and any(c.strip() for c in r)), None)
+            header = first_row(f, reader)
             if header is None:
                 report = report.merge(LoadReport(files=[str(f)]))
                 continue

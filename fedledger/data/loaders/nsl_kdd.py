@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fedledger.data.errors import MalformedRow
 from fedledger.data.loaders.rows import (
     BadRowPolicy,
     ColumnPlan,
     LabelPolicy,
     LoadReport,
     concat_raw,
+    first_row,
     flow_files,
     open_rows,
     parse_rows,
@@ -114,7 +116,8 @@ def read(
 def _sniff_width(path: Path) -> int:
     """43 unless the first data line has 42 fields (the KDD'99 layout)."""
     with open_rows(path) as reader:
-        for row in reader:
-            if row and any(c.strip() for c in row):
-                return 42 if len(row) == 42 else 43
-    return 43
+        try:
+            row = first_row(path, reader)
+        except MalformedRow:
+            return 43  # parse_rows reports the unreadable row with its line
+    return 42 if row is not None and len(row) == 42 else 43

@@ -95,6 +95,19 @@ def open_rows(path: Path) -> Iterator[Any]:
         yield csv.reader(fh)
 
 
+def first_row(path: Path, reader: Any) -> list[str] | None:
+    """The first non-blank row (a header, or the row a layout is sniffed from)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as exc:
+            raise MalformedRow(path, int(reader.line_num), f"unreadable CSV row: {exc}") from None
+        if row and any(c.strip() for c in row):
+            return row
+
+
 def parse_rows(
     path: Path,
     reader: Any,

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fedledger.data.errors import DataError
+from fedledger.data.errors import DataError, MalformedRow
 from fedledger.data.loaders.rows import (
     BadRowPolicy,
     ColumnPlan,
     LabelPolicy,
     LoadReport,
     concat_raw,
+    first_row,
     flow_files,
     open_rows,
     parse_rows,
@@ -127,17 +128,18 @@ def read(
     parts, report = [], LoadReport()
     for f in flow_files(path):
         with open_rows(f) as reader:
-            first = next((r for r in reader if r and any(c.strip() for c in r)), None)
+            try:
+                first = first_row(f, reader)
+            except MalformedRow:
+                first = [""] * len(PARTITIONED_COLUMNS)  # no header: parse_rows blames the line
         if first is None:
             parts.append(_empty())
             report = report.merge(LoadReport(files=[str(f)]))
             continue
         plan, has_header = _plan_for(f, first)
         with open_rows(f) as reader:
-            if has_header:  # skip up to and including the header line
-                for r in reader:
-                    if r and any(c.strip() for c in r):
-                        break
+            if has_header:
+                first_row(f, reader)
             raw, rep = parse_rows(f, reader, plan, on_bad_row=on_bad_row,
                                   unknown_labels=unknown_labels,
                                   max_rows=None if max_rows is None else max_rows - report.rows)
