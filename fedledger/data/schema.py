@@ -149,7 +149,7 @@ class FeatureSchema:
         missing = [u for u in uniq if u not in index]
         if missing:
             raise SchemaError(
-                f"schema {self.schema_id} has no class for {', '.join(map(repr, missing))}",
+                f"schema {self.schema_id} has no class for {', '.join(repr(str(m)) for m in missing)}",
                 hint=f"its classes are {', '.join(self.classes)}",
             )
         return np.array([index[u] for u in uniq], dtype=np.int64)[inverse.reshape(-1)]
