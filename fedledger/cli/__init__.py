@@ -37,7 +37,7 @@ def _root(
 _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.ipfs_cmd", "app", "ipfs"),
     ("fedledger.cli.simulate_cmd", "register", None),
-    ("fedledger.cli.chain_cmd", "register", None),
+    ("fedledger.cli.chain_cmd", "register_commands", None),
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),

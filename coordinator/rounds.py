@@ -1,0 +1,211 @@
+"""One round, derived: from the round's inputs to the global model, the scores and the manifest.
+
+This is the single function both the coordinator (to finalise a round) and the
+auditor (to check it) run. It is pure: the same inputs give the same global model
+bytes, the same scores and the same manifest bytes, on any machine. Everything
+time-dependent (which updates could be fetched before the deadline) is an input,
+recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coordinator.strategies import Strategy, WeightedUpdate, strategy_from_name
+from fedledger.data import FlowDataset
+from fedledger.federation import Descriptor, canonical_json
+from fedledger.metrics import evaluate
+from fedledger.model import ModelSpec, save_model_bytes
+from fedledger.updates import InvalidUpdate, decode_update
+from ipfs import cid_to_digest, digest_to_cid
+from ipfs.dag import build
+
+MANIFEST_FORMAT = "fedledger-manifest/1"
+
+
+@dataclass(frozen=True)
+class SubmissionInput:
+    """One on-chain submission and what the coordinator could fetch for it."""
+
+    participant: str  # checksummed address
+    digest: bytes  # the 32-byte digest on chain
+    num_samples: int
+    epsilon_milli: int
+    data: bytes | None  # the update's bytes, verified against the digest; None when they could not be fetched
+    fetch_error: str | None = None  # why ``data`` is None: a reason code such as "unavailable" or "corrupt"
+
+    @property
+    def cid(self) -> str:
+        return digest_to_cid(self.digest)
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    round_id: int
+    descriptor_cid: str
+    descriptor: Descriptor
+    base_model: bytes  # canonical bytes of the round's base model
+    base_weights: Mapping[str, np.ndarray]
+    state_in: bytes | None  # strategy state after the previous finalised round (None before the first)
+    submissions: Sequence[SubmissionInput]  # in on-chain order
+    absent: Sequence[str] = ()  # registered participants that did not submit
+    validation: FlowDataset | None = None
+
+
+@dataclass
+class Verdict:
+    participant: str
+    accepted: bool
+    reason: str | None = None
+    detail: str | None = None
+    weight: float = 0.0
+
+
+@dataclass
+class RoundResult:
+    global_model: bytes
+    state_out: bytes | None
+    manifest: dict[str, Any]
+    scores: dict[str, int]  # participant -> integer score, for every submitter (rejected ones score 0)
+    verdicts: list[Verdict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return canonical_json(self.manifest)
+
+
+def strategy_of(descriptor: Descriptor) -> Strategy:
+    return strategy_from_name(descriptor.strategy, **descriptor.strategy_params)
+
+
+def _validate(
+    sub: SubmissionInput, round_id: int, base_digest_hex: str, spec: ModelSpec, max_bytes: int
+) -> tuple[Verdict, dict[str, np.ndarray] | None]:
+    """Decode and check one update against its on-chain record; never raises for bad content."""
+    if sub.data is None:
+        reason = sub.fetch_error or "unavailable"
+        return Verdict(sub.participant, False, reason, f"update {sub.cid} could not be fetched ({reason})"), None
+    try:
+        header, delta = decode_update(sub.data, spec, max_bytes=max_bytes)
+    except InvalidUpdate as exc:
+        return Verdict(sub.participant, False, exc.reason, str(exc)), None
+    checks = (
+        ("sender-mismatch", header.participant.lower() == sub.participant.lower(),
+         f"header names {header.participant}, the chain's sender is {sub.participant}"),
+        ("round-mismatch", header.round_id == round_id, f"header is for round {header.round_id}, not {round_id}"),
+        ("base-mismatch", header.base_model == base_digest_hex,
+         f"header's base model {header.base_model[:12]}… is not this round's base {base_digest_hex[:12]}…"),
+        ("samples-mismatch", header.num_samples == sub.num_samples,
+         f"header claims {header.num_samples} samples, the chain records {sub.num_samples}"),
+        ("epsilon-mismatch", header.epsilon_milli == sub.epsilon_milli,
+         f"header claims epsilon {header.epsilon_milli / 1000:g}, the chain records {sub.epsilon_milli / 1000:g}"),
+    )  # fmt: skip
+    for reason, ok, detail in checks:
+        if not ok:
+            return Verdict(sub.participant, False, reason, detail), None
+    return Verdict(sub.participant, True), delta
+
+
+def _metric(weights: Mapping[str, np.ndarray], spec: ModelSpec, data: FlowDataset, name: str) -> float:
+    return float(evaluate(weights, spec, data)[name])
+
+
+def derive_round(inputs: RoundInputs) -> RoundResult:
+    """Validate, aggregate, score and describe one round. Deterministic; raises only on unusable inputs."""
+    desc = inputs.descriptor
+    spec = desc.spec
+    strategy = strategy_of(desc)
+    # The header binds the base model by the digest the chain records (its root block's sha2-256).
+    base_hex = cid_to_digest(_cid_of(inputs.base_model)).hex()
+    verdicts: list[Verdict] = []
+    accepted: dict[str, dict[str, np.ndarray]] = {}
+    samples: dict[str, int] = {}
+    for sub in inputs.submissions:
+        verdict, delta = _validate(sub, inputs.round_id, base_hex, spec, desc.max_update_bytes)
+        if delta is not None:
+            verdict.weight = strategy.effective_weight(sub.num_samples)
+            accepted[sub.participant] = delta
+            samples[sub.participant] = sub.num_samples
+        verdicts.append(verdict)
+
+    order = sorted(accepted, key=lambda a: bytes.fromhex(a[2:]))
+    state = strategy.state_from_bytes(inputs.state_in) if inputs.state_in else None
+
+    def aggregate(members: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        if not members:
+            return {k: np.asarray(v, dtype=np.float32) for k, v in inputs.base_weights.items()}, (state or {})
+        ups = (WeightedUpdate(a, samples[a], accepted[a]) for a in members)
+        return strategy.aggregate(inputs.base_weights, ups, state)
+
+    weights, new_state = aggregate(order)
+    global_bytes = save_model_bytes(spec, weights)
+    state_out = strategy.state_to_bytes(new_state) if new_state else None
+
+    metrics: dict[str, Any] = {}
+    scores = {s.participant: 0 for s in inputs.submissions}
+    scoring = desc.scoring
+    if inputs.validation is not None:
+        metrics = _round_floats(evaluate(weights, spec, inputs.validation))
+        metric_name = scoring.get("metric", "macro_f1")
+        scale = int(scoring.get("scale", 10000))
+        full = float(metrics[metric_name])
+        for a in order:
+            without, _ = aggregate([b for b in order if b != a])
+            scores[a] = int(round(scale * (full - _metric(without, spec, inputs.validation, metric_name))))
+            scores[a] = max(-(2**31), min(2**31 - 1, scores[a]))
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "federation": inputs.descriptor_cid,
+        "round": inputs.round_id,
+        "base_model": _cid_of(inputs.base_model),
+        "global_model": _cid_of(global_bytes),
+        "strategy": {"name": strategy.name, "params": strategy.params()},
+        "state_in": _cid_of(inputs.state_in) if inputs.state_in else None,
+        "state_out": _cid_of(state_out) if state_out else None,
+        "submissions": [
+            {
+                "participant": s.participant,
+                "update": s.cid,
+                "num_samples": s.num_samples,
+                "epsilon_milli": s.epsilon_milli,
+                "weight": v.weight,
+                "status": "accepted" if v.accepted else "rejected",
+                "reason": v.reason,
+                "detail": v.detail,
+                "score": scores[s.participant],
+            }
+            for s, v in zip(inputs.submissions, verdicts, strict=True)
+        ],
+        "absent": sorted(inputs.absent),
+        "aggregation_order": order,
+        "scoring": dict(scoring),
+        "validation": desc.validation,
+        "metrics": metrics,
+    }
+    return RoundResult(global_bytes, state_out, manifest, scores, verdicts, metrics)
+
+
+def _cid_of(data: bytes) -> str:
+    """The CID ``ipfs add`` gives ``data`` (computed, not stored)."""
+    return build(data)[0]
+
+
+def _round_floats(obj: Any) -> Any:
+    """Metrics rounded to 6 decimals: JSON-stable, and far below any difference that matters."""
+    if isinstance(obj, float):
+        return round(obj, 6)
+    if isinstance(obj, dict):
+        return {str(k): _round_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_round_floats(v) for v in obj]
+    if isinstance(obj, (np.floating,)):
+        return round(float(obj), 6)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    return obj

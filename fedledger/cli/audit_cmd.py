@@ -1,0 +1,136 @@
+"""`fedledger audit`: re-derive every round from chain and store; audit queries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fedledger.cli.common import (
+    ApiOpt, ChainIdOpt, ConfigOpt, DescriptorOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console,
+    open_configured_store, resolve_config,
+)  # fmt: skip
+
+audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
+
+
+def _cfg(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor):  # noqa: ANN001, ANN202
+    return resolve_config(
+        config,
+        chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
+        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
+        federation={"descriptor": descriptor},
+    )
+
+
+def _print_report(report) -> None:  # noqa: ANN001
+    t = Table(title=f"audit of {report.ledger}: {'every round verified' if report.ok else 'DISCREPANCIES'}")
+    for col in ("round", "state", "verdict", "accepted", "rejected", "seconds", "details"):
+        t.add_column(col)
+    for v in report.rounds:
+        t.add_row(
+            str(v.round_id), v.state, ("[green]verified" if v.ok else "[red]MISMATCH") if v.state == "finalized" else "-",
+            str(v.accepted), str(v.rejected), f"{v.seconds:.2f}", "; ".join(v.mismatches + v.notes),
+        )  # fmt: skip
+    console.print(t)
+    for m in report.mismatches:
+        console.print(f"[red]{m}")
+
+
+@audit_app.callback()
+def audit(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+) -> None:
+    """Re-derive every finalised round; exit 1 on any discrepancy, naming it."""
+    cfg = _cfg(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
+    ctx.obj = {"cfg": cfg, "json": as_json}
+    if ctx.invoked_subcommand is not None:
+        return
+    from fedledger.audit import Auditor
+
+    report = Auditor(attach_ledger(cfg), open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("round")
+def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Round number.")) -> None:
+    """One round's full record, re-derived."""
+    from contracts.audit import round_record
+    from fedledger.audit import Auditor
+
+    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
+    ledger = attach_ledger(cfg)
+    record = round_record(ledger, round_id)
+    report = Auditor(ledger, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit([round_id])
+    if as_json:
+        print(json.dumps({"record": _plain(record), "audit": report.to_dict()}, indent=2, sort_keys=True, default=str))
+    else:
+        console.print(_plain(record))
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("participant")
+def audit_participant(ctx: typer.Context, address: str = typer.Argument(..., help="Participant address.")) -> None:
+    """A participant's full history: rounds, digests, samples, epsilon, scores."""
+    from contracts.audit import participant_history
+
+    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
+    history = participant_history(attach_ledger(cfg), address)
+    if as_json:
+        print(json.dumps(_plain(history), indent=2, sort_keys=True, default=str))
+    else:
+        console.print(_plain(history))
+
+
+@audit_app.command("lineage")
+def audit_lineage(ctx: typer.Context) -> None:
+    """The model lineage from genesis to the latest global model."""
+    from contracts.audit import lineage
+
+    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
+    chain = lineage(attach_ledger(cfg))
+    if as_json:
+        print(json.dumps(_plain(chain), indent=2, sort_keys=True, default=str))
+    else:
+        console.print(_plain(chain))
+
+
+def _plain(obj):  # noqa: ANN001, ANN202
+    """Dataclasses, bytes and enums as JSON-friendly values (bytes32 digests as CIDs)."""
+    import dataclasses
+    import enum
+
+    from ipfs import digest_to_cid
+
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (bytes, bytearray)):
+        return digest_to_cid(bytes(obj)) if len(obj) == 32 else "0x" + bytes(obj).hex()
+    if isinstance(obj, enum.Enum):
+        return obj.name.lower()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,238 @@
+"""Commands that run the federation: deploy, register, coordinator, participant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fedledger.cli.common import (
+    ApiOpt,
+    ChainIdOpt,
+    ConfigOpt,
+    DescriptorOpt,
+    KeyEnvOpt,
+    KeystoreOpt,
+    LedgerOpt,
+    PasswordFileOpt,
+    RpcOpt,
+    StoreOpt,
+    attach_ledger,
+    console,
+    open_configured_store,
+    require,
+    resolve_config,
+    setup_logging,
+)
+from fedledger.config import dump_config
+from fedledger.keys import load_account
+
+coordinator_app = typer.Typer(help="Run the off-chain coordinator.", no_args_is_help=True)
+participant_app = typer.Typer(help="Run a participant (one organisation).", no_args_is_help=True)
+
+DATA_FORMATS = ("flowset", "synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
+
+
+def _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor=None, **extra):  # noqa: ANN001, ANN202
+    fed = {"descriptor": descriptor, **extra}
+    return resolve_config(
+        config,
+        chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
+        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
+        federation=fed,
+    )
+
+
+def deploy(
+    validation: Path = typer.Option(None, "--validation", help="Public validation set (a fedledger flow set file). Default: synthetic."),
+    name: str = typer.Option("fedledger", "--name", help="Federation name (goes into the descriptor)."),
+    min_updates: int = typer.Option(1, "--min-updates", help="Quorum: updates needed to finalise a round."),
+    strategy: str = typer.Option("fedavg", "--strategy", help="Aggregation strategy: fedavg, fedavgm, fedadam."),
+    hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes of the MLP."),
+    seed: int = typer.Option(0, "--seed", help="Federation seed (genesis weights, training seeds)."),
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator address (default: the deployer)."),
+    out: Path = typer.Option(None, "--out", help="Write the federation TOML here."),
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    keystore: Path = KeystoreOpt,
+    password_file: Path = PasswordFileOpt,
+    key_env: str = KeyEnvOpt,
+) -> None:
+    """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
+    from fedledger.data.synthetic import generate
+    from fedledger.federation import load_flowset
+    from fedledger.setup_federation import create_federation
+
+    cfg = _chain(config, rpc_url, None, chain_id, store, ipfs_api)
+    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    st = open_configured_store(cfg)
+    data = load_flowset(validation.read_bytes()) if validation else generate(4000, seed + 7919)
+    fed = create_federation(
+        rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
+        hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
+        seed=seed, coordinator=coordinator, expected_chain_id=cfg.chain.chain_id,
+    )  # fmt: skip
+    cfg = cfg.with_overrides(chain={"ledger": fed.ledger.address}, federation={"descriptor": fed.descriptor_cid})
+    if out:
+        out.write_text(dump_config(cfg), encoding="utf-8")
+    table = Table(title="federation created", show_header=False)
+    for k, v in (
+        ("ledger", fed.ledger.address), ("descriptor", fed.descriptor_cid), ("genesis model", fed.genesis_cid),
+        ("validation set", fed.validation_cid), ("deploy gas", f"{fed.deploy_gas:,}"), ("config", str(out or "-")),
+    ):  # fmt: skip
+        table.add_row(k, v)
+    console.print(table)
+    print(fed.ledger.address)
+
+
+def register(
+    participant: str = typer.Argument(..., help="Address of the organisation's signing key."),
+    name: str = typer.Argument(..., help="The organisation's name."),
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    keystore: Path = KeystoreOpt,
+    password_file: Path = PasswordFileOpt,
+    key_env: str = KeyEnvOpt,
+) -> None:
+    """Register an organisation (admin only)."""
+    cfg = _chain(config, rpc_url, ledger, chain_id, None, None)
+    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    tx = attach_ledger(cfg, account).register_participant(participant, name)
+    console.print(f"registered {participant} ({name}); gas {tx.gas_used:,}")
+
+
+@coordinator_app.command("run")
+def coordinator_run(
+    rounds: int = typer.Option(None, "--rounds", help="Stop once the ledger holds this many finalised rounds."),
+    round_seconds: int = typer.Option(None, "--round-seconds", help="Seconds from opening a round to its deadline."),
+    fetch_timeout: float = typer.Option(None, "--fetch-timeout", help="Seconds to keep retrying an update fetch."),
+    fetch_workers: int = typer.Option(None, "--fetch-workers", help="Parallel update fetches."),
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+    keystore: Path = KeystoreOpt,
+    password_file: Path = PasswordFileOpt,
+    key_env: str = KeyEnvOpt,
+    events: bool = typer.Option(False, "--events", help="Print one JSON line per event on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Open, close, finalise (or abort) rounds until --rounds are finalised."""
+    from coordinator.service import CoordinatorService, CoordinatorSettings
+
+    setup_logging(verbose)
+    cfg = _chain(
+        config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor, round_seconds=round_seconds,
+        fetch_timeout=fetch_timeout, fetch_workers=fetch_workers,
+    )  # fmt: skip
+    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    f = cfg.federation
+    service = CoordinatorService(
+        attach_ledger(cfg, account), open_configured_store(cfg), require(f.descriptor, "federation descriptor", "--descriptor"),
+        settings=CoordinatorSettings(f.round_seconds, f.fetch_timeout, f.fetch_workers, f.poll_seconds),
+        on_event=_event_printer(events),
+    )  # fmt: skip
+    outcomes = service.run(rounds=rounds if rounds is not None else f.rounds)
+    for o in outcomes:
+        console.print(f"round {o.round_id}: {'finalised' if o.finalized else 'aborted: ' + str(o.reason)}")
+
+
+@participant_app.command("run")
+def participant_run(
+    data: Path = typer.Option(..., "--data", help="Local flow records."),
+    data_format: str = typer.Option("flowset", "--data-format", help=f"One of {', '.join(DATA_FORMATS)}."),
+    state_dir: Path = typer.Option(Path("participant-state"), "--state-dir", help="Where error-feedback state is kept."),
+    rounds: int = typer.Option(None, "--rounds", help="Take part in this many rounds, then exit (default: until stopped)."),
+    one_shot: bool = typer.Option(False, "--one-shot", help="Take part in one round, then exit."),
+    idle_exit: float = typer.Option(None, "--idle-exit", help="Exit after this many seconds with nothing to do."),
+    epochs: int = typer.Option(None, "--epochs"),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    mu: float = typer.Option(None, "--mu", help="FedProx proximal term (0 = FedAvg)."),
+    codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+    keystore: Path = KeystoreOpt,
+    password_file: Path = PasswordFileOpt,
+    key_env: str = KeyEnvOpt,
+    events: bool = typer.Option(False, "--events", help="Print one JSON line per event on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Wait for rounds, train on local flows, submit encoded updates."""
+    from fedledger.federation import Descriptor
+    from fedledger.updates import CodecParams
+    from participant.service import ParticipantService, TrainingSettings
+
+    setup_logging(verbose)
+    cfg = _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
+    cfg = cfg.with_overrides(training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu})
+    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    st = open_configured_store(cfg)
+    desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
+    local = load_local_flows(data, data_format, desc)
+    t = cfg.training
+    service = ParticipantService(
+        attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
+        settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, CodecParams.parse(codec)),
+        poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events),
+    )  # fmt: skip
+    done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
+    console.print(f"submitted to {len(done)} round(s)")
+
+
+def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN201
+    """Read an organisation's flows in the federation's encoding."""
+    from fedledger.federation import load_flowset
+
+    if data_format == "flowset":
+        from fedledger.data.errors import DataError
+
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read flow file {path}: {exc.strerror}") from None
+        return load_flowset(blob, desc.spec)
+    from fedledger.data import load_dataset  # the loaders apply the format's schema
+
+    if data_format not in DATA_FORMATS:
+        from fedledger.config import ConfigError
+
+        raise ConfigError(f"unknown data format {data_format!r}", hint=f"use one of {', '.join(DATA_FORMATS)}")
+    train, _ = load_dataset(data_format, path, None, test_fraction=0.0)
+    return train
+
+
+def _event_printer(enabled: bool):  # noqa: ANN202
+    def emit(kind: str, info: dict) -> None:
+        if enabled:
+            sys.stdout.write(json.dumps({"event": kind, **{k: v for k, v in info.items() if _jsonable(v)}}) + "\n")
+            sys.stdout.flush()
+
+    return emit
+
+
+def _jsonable(v) -> bool:  # noqa: ANN001
+    return isinstance(v, (str, int, float, bool, type(None), list, dict))
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+    app.command("register")(register)
+    app.add_typer(coordinator_app, name="coordinator")
+    app.add_typer(participant_app, name="participant")

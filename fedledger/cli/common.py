@@ -1,0 +1,58 @@
+"""Options and connections shared by the chain-facing commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from fedledger.config import Config, ConfigError, load_config
+
+console = Console(stderr=True)
+
+# Typer option declarations reused by every command that talks to the federation.
+ConfigOpt = typer.Option(None, "--config", "-c", help="Federation TOML file (every value can be overridden below).")
+RpcOpt = typer.Option(None, "--rpc-url", help="EVM JSON-RPC endpoint (default http://127.0.0.1:8545).")
+LedgerOpt = typer.Option(None, "--ledger", help="FederationLedger contract address.")
+ChainIdOpt = typer.Option(None, "--chain-id", help="Refuse to attach unless the chain has this id.")
+StoreOpt = typer.Option(None, "--store", envvar="FEDLEDGER_STORE", help="Embedded store directory.")
+ApiOpt = typer.Option(None, "--ipfs-api", envvar="IPFS_API", help="Kubo RPC address (multiaddr or URL) instead of the embedded store.")
+DescriptorOpt = typer.Option(None, "--descriptor", help="CID of the federation descriptor.")
+KeystoreOpt = typer.Option(None, "--keystore", help="Encrypted keystore JSON file of the signing key.")
+PasswordFileOpt = typer.Option(None, "--password-file", help="File holding the keystore password (else $FEDLEDGER_KEY_PASSWORD).")
+KeyEnvOpt = typer.Option("FEDLEDGER_PRIVATE_KEY", "--key-env", help="Environment variable holding a hex key (development).")
+
+
+def resolve_config(config: Path | None, **overrides: dict[str, Any]) -> Config:
+    return load_config(config).with_overrides(**overrides)
+
+
+def require(value: Any, what: str, flag: str) -> Any:
+    if value in (None, ""):
+        raise ConfigError(f"no {what} given", hint=f"pass {flag} or set it in the federation TOML (--config)")
+    return value
+
+
+def attach_ledger(cfg: Config, account: Any = None):  # noqa: ANN201
+    from contracts.client import Ledger
+
+    address = require(cfg.chain.ledger, "ledger address", "--ledger")
+    return Ledger.attach(cfg.chain.rpc_url, address, account=account, expected_chain_id=cfg.chain.chain_id)
+
+
+def open_configured_store(cfg: Config):  # noqa: ANN201
+    from ipfs import open_store
+
+    return open_store(cfg.store.dir, cfg.store.ipfs_api)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )

@@ -1,0 +1,150 @@
+"""Federation parameters: one TOML file, every value overridable from the command line.
+
+A file looks like::
+
+    [chain]
+    rpc_url = "http://127.0.0.1:8545"
+    ledger = "0x…"            # the FederationLedger address (after `fedledger deploy`)
+    chain_id = 31337
+
+    [store]
+    dir = "./store"           # embedded store; or
+    # ipfs_api = "/ip4/127.0.0.1/tcp/5001"
+
+    [federation]
+    descriptor = "Qm…"        # the federation descriptor's CID (written by `fedledger deploy`)
+    round_seconds = 120
+    rounds = 5
+
+    [training]
+    epochs = 1
+    batch_size = 256
+    lr = 0.01
+    mu = 0.0
+
+Unknown sections or keys are an error (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from fedledger.errors import FedLedgerError
+
+
+class ConfigError(FedLedgerError):
+    """A configuration file or value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    rpc_url: str = "http://127.0.0.1:8545"
+    ledger: str | None = None
+    chain_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dir: str | None = None
+    ipfs_api: str | None = None
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    descriptor: str | None = None
+    round_seconds: int = 120
+    rounds: int = 5
+    poll_seconds: float = 0.5
+    fetch_timeout: float = 30.0
+    fetch_workers: int = 4
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 1
+    batch_size: int = 256
+    lr: float = 0.01
+    mu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Config:
+        """Return a copy with the non-None values of ``sections`` applied (CLI options win)."""
+        out = self
+        for name, values in sections.items():
+            current = getattr(out, name)
+            clean = {k: v for k, v in values.items() if v is not None}
+            _check_keys(name, clean, type(current))
+            out = replace(out, **{name: replace(current, **clean)})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_keys(section: str, values: dict[str, Any], cls: type) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [{section}]: {', '.join(unknown)}",
+            hint=f"known keys in [{section}]: {', '.join(sorted(known))}",
+        )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a federation TOML file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}", hint="pass --config with an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    sections = {f.name: f.type for f in fields(Config)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"{p}: unknown section(s): {', '.join('[' + u + ']' for u in unknown)}",
+            hint=f"known sections: {', '.join('[' + s + ']' for s in sections)}",
+        )
+    cfg = Config()
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{p}: [{name}] must be a table")
+        try:
+            cfg = cfg.with_overrides(**{name: values})
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}", hint=exc.hint) from None
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """Render a config as TOML (None values are left out)."""
+    lines: list[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, str):
+                lines.append(f'{key} = "{value}"')
+            elif isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            else:
+                lines.append(f"{key} = {value}")
+        lines.append("")
+    return "\n".join(lines)

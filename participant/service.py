@@ -1,0 +1,202 @@
+"""The participant service: wait for a round, train on local flows, submit the encoded update.
+
+The chain is the source of truth: before doing anything for a round the service
+reads whether it has already submitted, so a restart (at any point) never
+submits twice. Training is seeded from the federation, the round and the
+participant's address, and error feedback is committed to disk only after the
+submission is on chain, so a retry after a crash produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Event
+
+from contracts.client import Ledger, RoundState
+from fedledger.data import FlowDataset
+from fedledger.errors import FedLedgerError
+from fedledger.federation import Descriptor
+from fedledger.model import load_model_bytes
+from fedledger.updates import CodecParams, UpdateHeader
+from ipfs import ContentStore, cid_to_digest, digest_to_cid
+from participant.compression import ErrorFeedback
+from participant.training import train_local
+
+log = logging.getLogger("fedledger.participant")
+
+
+class ParticipantError(FedLedgerError):
+    """The participant cannot take part in a round."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 1
+    batch_size: int = 256
+    lr: float = 0.01
+    mu: float = 0.0
+    codec: CodecParams = field(default_factory=lambda: CodecParams(quant="int8", block=256))
+    # Stop training a round this many seconds before its deadline: the submission must be mined in time.
+    deadline_margin: float = 2.0
+
+
+@dataclass
+class Submitted:
+    round_id: int
+    cid: str
+    update_bytes: int
+    num_samples: int
+    train_seconds: float
+    store_seconds: float
+    chain_seconds: float
+    gas_used: int
+    metrics: dict = field(default_factory=dict)
+
+
+class ParticipantService:
+    """Takes part in the federation's rounds for one organisation."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ContentStore,
+        descriptor: Descriptor,
+        data: FlowDataset,
+        *,
+        state_dir: str | Path,
+        settings: TrainingSettings | None = None,
+        poll_seconds: float = 0.5,
+        on_event: Callable[[str, dict], None] | None = None,
+    ) -> None:
+        if ledger.account is None:
+            raise ParticipantError("the participant needs a signing key", hint="pass --keystore or set FEDLEDGER_PRIVATE_KEY")
+        spec = descriptor.spec
+        if data.schema_id != spec.schema_id or data.features.shape[1] != spec.input_dim or data.classes != spec.classes:
+            raise ParticipantError(
+                f"local data ({data.schema_id}, {data.features.shape[1]} features) does not fit this federation's "
+                f"model ({spec.schema_id}, {spec.input_dim} features)",
+                hint="load the flows with the federation's dataset format",
+            )
+        if len(data) == 0:
+            raise ParticipantError("local data holds no flow records")
+        self.ledger = ledger
+        self.store = store
+        self.descriptor = descriptor
+        self.data = data
+        self.settings = settings or TrainingSettings()
+        self.poll_seconds = poll_seconds
+        self.address: str = ledger.account
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._ef_path = self.state_dir / "error-feedback.safetensors"
+        self._on_event = on_event or (lambda kind, info: None)
+
+    # -- one round -------------------------------------------------------------------------
+    def _error_feedback(self) -> ErrorFeedback:
+        if self._ef_path.exists():
+            return ErrorFeedback.load(self._ef_path, self.descriptor.spec)
+        return ErrorFeedback(self.descriptor.spec)
+
+    def round_seed(self, round_id: int) -> int:
+        material = f"{self.descriptor.seed}:{round_id}:{self.address.lower()}".encode()
+        return int.from_bytes(hashlib.sha256(material).digest()[:4], "big")
+
+    def step(self) -> Submitted | None:
+        """Take part in the open round if there is one and we have not submitted yet."""
+        if not self.ledger.is_participant(self.address):
+            raise ParticipantError(
+                f"{self.address} is not a registered participant of ledger {self.ledger.address}",
+                hint="ask the federation's admin to run `fedledger register`",
+            )
+        round_id = self.ledger.current_round()
+        if round_id == 0:
+            return None
+        info = self.ledger.get_round(round_id)
+        if info.state != RoundState.OPEN:
+            return None
+        if self.ledger.get_submission(round_id, self.address) is not None:
+            return None  # already submitted (perhaps before a restart)
+        if time.time() >= info.deadline - self.settings.deadline_margin:
+            return None  # too late to get a transaction in before the deadline
+        return self._take_part(round_id, info.base_model, info.deadline)
+
+    def _take_part(self, round_id: int, base_digest: bytes, deadline: int) -> Submitted:
+        spec = self.descriptor.spec
+        base_cid = digest_to_cid(base_digest)
+        self._on_event("fetch", {"round": round_id, "cid": base_cid})
+        t0 = time.perf_counter()
+        base_bytes = self.store.get(base_cid)  # the store verifies every block against the CID
+        _, base_weights = load_model_bytes(base_bytes, spec)
+        t_fetch = time.perf_counter() - t0
+
+        self._on_event("train", {"round": round_id, "records": len(self.data)})
+        t1 = time.perf_counter()
+        s = self.settings
+        result = train_local(
+            spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
+            seed=self.round_seed(round_id),
+        )  # fmt: skip
+        t_train = time.perf_counter() - t1
+
+        header = UpdateHeader(
+            participant=self.address, round_id=round_id, base_model=base_digest.hex(), spec_digest=spec.digest(),
+            num_samples=result.num_samples, epsilon_milli=0, codec=s.codec,
+        )  # fmt: skip
+        ef = self._error_feedback()
+        blob = ef.encode(header, result.delta)
+        t2 = time.perf_counter()
+        cid = self.store.put(blob)
+        self.store.pin(cid)
+        t_store = time.perf_counter() - t2 + t_fetch
+
+        if time.time() >= deadline:
+            raise ParticipantError(f"round {round_id}'s deadline passed while training; the update was not submitted")
+        self._on_event("submit", {"round": round_id, "cid": cid, "bytes": len(blob)})
+        t3 = time.perf_counter()
+        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), result.num_samples, 0)
+        t_chain = time.perf_counter() - t3
+        # Only now does the residual move on: a crash before this point retrains to the same bytes.
+        ef.save(self._ef_path)
+        log.info("round %d: submitted %s (%d bytes, %d samples)", round_id, cid, len(blob), result.num_samples)
+        return Submitted(
+            round_id, cid, len(blob), result.num_samples, t_train, t_store, t_chain, tx.gas_used, dict(result.metrics)
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, *, rounds: int | None = None, stop: Event | None = None, idle_exit: float | None = None) -> list[Submitted]:
+        """Submit to up to ``rounds`` rounds (None: until stopped). ``idle_exit``: give up after that many idle seconds."""
+        stop = stop or Event()
+        done: list[Submitted] = []
+        idle_since = time.monotonic()
+        while not stop.is_set() and (rounds is None or len(done) < rounds):
+            try:
+                outcome = self.step()
+            except FedLedgerError as exc:
+                if _is_transient(exc):
+                    log.warning("transient failure, retrying: %s", exc)
+                    self._on_event("retry", {"error": str(exc)})
+                    stop.wait(max(1.0, self.poll_seconds))
+                    continue
+                raise
+            if outcome is not None:
+                done.append(outcome)
+                self._on_event("submitted", outcome.__dict__)
+                idle_since = time.monotonic()
+                continue
+            if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+                break
+            stop.wait(self.poll_seconds)
+        return done
+
+
+def _is_transient(exc: FedLedgerError) -> bool:
+    """Unreachable nodes come back; everything else is the user's to fix."""
+    from contracts.errors import RpcUnavailable
+    from ipfs import StoreUnavailable
+
+    return isinstance(exc, (RpcUnavailable, StoreUnavailable))
