@@ -87,7 +87,8 @@ def test_synthetic_through_load_dataset() -> None:
         (("kdd2030", None), {}, "unknown data set"),
         (("nsl-kdd", None), {}, "needs a training file"),
         (("synthetic", DATA / "nsl_kdd_train.txt"), {}, "takes no files"),
-        (("nsl-kdd", DATA / "nsl_kdd_train.txt"), {"test_fraction": 0.0}, "test_fraction"),
+        (("nsl-kdd", DATA / "nsl_kdd_train.txt"), {"test_fraction": 1.0}, "test_fraction"),
+        (("nsl-kdd", DATA / "nsl_kdd_train.txt"), {"test_fraction": -0.1}, "test_fraction"),
         (("nsl-kdd", DATA / "missing.txt"), {}, "does not exist"),
         (("nsl-kdd", DATA / "nsl_kdd_unknown.txt"), {}, "not a known nsl-kdd attack name"),
     ],
@@ -113,3 +114,29 @@ def test_real_nsl_kdd_20_percent_file() -> None:
     assert counts[0] == 13_449
     assert counts.tolist() == [13_449, 9_234, 2_289, 209, 11]
     assert np.isfinite(s.train.features).all()
+
+
+def test_parties_share_stats_not_rows_and_encode_with_the_federation_normaliser(
+    tmp_path: Path,
+) -> None:
+    from fedledger.data import Normaliser, local_stats, merge
+
+    # two organisations, each with its own file
+    lines = (DATA / "nsl_kdd_train.txt").read_text().splitlines()
+    (tmp_path / "org_a.txt").write_text("\n".join(lines[::2]) + "\n")
+    (tmp_path / "org_b.txt").write_text("\n".join(lines[1::2]) + "\n")
+    stats = [local_stats("nsl-kdd", tmp_path / f"org_{o}.txt")[0] for o in "ab"]
+    federation = Normaliser.from_stats(nsl_kdd.SCHEMA, merge(stats))
+    # the same normaliser as if one party had seen every row (it did not)
+    pooled = load_split("nsl-kdd", DATA / "nsl_kdd_train.txt", test_fraction=0.0).normaliser
+    np.testing.assert_allclose(federation.centre, pooled.centre, rtol=1e-12)
+    np.testing.assert_allclose(federation.scale, pooled.scale, rtol=1e-12)
+
+    a, empty = load_dataset("nsl-kdd", tmp_path / "org_a.txt", test_fraction=0.0,
+                            normaliser=federation)
+    assert len(a) == 16 and len(empty) == 0 and empty.n_features == a.n_features
+    own = load_split("nsl-kdd", tmp_path / "org_a.txt", test_fraction=0.0).normaliser
+    assert not np.allclose(own.centre, federation.centre)  # a party's own stats differ
+    with pytest.raises(DataError, match="does not fit"):
+        load_dataset("unsw-nb15", DATA / "unsw_nb15_1.csv", test_fraction=0.0,
+                     normaliser=federation)

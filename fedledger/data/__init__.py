@@ -14,7 +14,15 @@ from fedledger.data.errors import (
     SchemaError,
     UnknownLabel,
 )
-from fedledger.data.load import DATASETS, LoadedSplit, load_dataset, load_split, read_raw, schema_for
+from fedledger.data.load import (
+    DATASETS,
+    LoadedSplit,
+    load_dataset,
+    load_split,
+    local_stats,
+    read_raw,
+    schema_for,
+)
 from fedledger.data.loaders.rows import LoadReport
 from fedledger.data.schema import FeatureSchema, LocalStats, Normaliser, RawFlows, merge
 
@@ -34,6 +42,7 @@ __all__ = [
     "UnknownLabel",
     "load_dataset",
     "load_split",
+    "local_stats",
     "merge",
     "read_raw",
     "schema_for",

@@ -74,6 +74,7 @@ def load_split(
     unknown_labels: LabelPolicy = "error",
     synthetic_records: int = DEFAULT_SYNTHETIC_RECORDS,
     max_rows: int | None = None,
+    normaliser: Normaliser | None = None,
 ) -> LoadedSplit:
     """Like :func:`load_dataset`, also returning schema, normaliser and load reports.
 
@@ -81,11 +82,14 @@ def load_split(
     aggregate statistics (count, sum, sum of squares) of the *training* rows —
     in a simulation these are exactly the merged :class:`LocalStats` of the
     parties the training set is split among; test rows never influence it.
+    A party loading only its own rows must pass the federation's ``normaliser``
+    (built from everyone's merged statistics) instead.
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}", hint=f"known: {', '.join(DATASETS)}")
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"test_fraction must be in [0, 1), got {test_fraction!r}",
+                        hint="0 keeps every row for training (no hold-out)")
     schema = schema_for(name, unknown_labels=unknown_labels)
     if name == "synthetic":
         if train is not None or test is not None:
@@ -110,11 +114,18 @@ def load_split(
         else:
             raw_te, te_rep = read_raw(name, test, on_bad_row=on_bad_row,
                                       unknown_labels=unknown_labels, max_rows=max_rows)
-    if len(raw_tr) < 2:
-        raise DataError(f"{name}: only {len(raw_tr)} usable training rows",
-                        hint="check the file; with on_bad_row='skip' see the load report")
     x_tr = schema.transform(raw_tr)
-    normaliser = Normaliser.from_stats(schema, LocalStats.of(schema, x_tr))
+    if normaliser is None:
+        if len(raw_tr) < 2:
+            raise DataError(f"{name}: only {len(raw_tr)} usable training rows",
+                            hint="check the file; with on_bad_row='skip' see the load report")
+        normaliser = Normaliser.from_stats(schema, LocalStats.of(schema, x_tr))
+    elif normaliser.schema_id != schema.schema_id or normaliser.centre.shape != (schema.dim,):
+        raise DataError(
+            f"normaliser for {normaliser.schema_id} ({normaliser.centre.shape[0]} features) "
+            f"does not fit {schema.schema_id} ({schema.dim} features)",
+            hint="use the normaliser the federation published for this data format",
+        )
     train_ds = _dataset(schema, raw_tr, normaliser.apply(x_tr))
     test_ds = _dataset(schema, raw_te, normaliser.apply(schema.transform(raw_te)))
     for what, rep in (("train", tr_rep), ("test", te_rep)):
@@ -134,19 +145,38 @@ def load_dataset(
     unknown_labels: LabelPolicy = "error",
     synthetic_records: int = DEFAULT_SYNTHETIC_RECORDS,
     max_rows: int | None = None,
+    normaliser: Normaliser | None = None,
 ) -> tuple[FlowDataset, FlowDataset]:
     """Encoded ``(train, test)`` of data set ``name`` (synthetic, nsl-kdd, unsw-nb15,
     cicids2017). Without ``test``, a stratified ``test_fraction`` of ``train`` is held
-    out (seeded). Both use the same schema and the same normalisation. Skipped rows
-    are logged; :func:`load_split` returns the reports."""
+    out (seeded; ``test_fraction=0`` gives an empty test set). Both use the same
+    schema and the same normalisation (``normaliser``, or one from the training
+    rows' statistics). Skipped rows are logged; :func:`load_split` returns the reports."""
     s = load_split(name, train, test, seed=seed, test_fraction=test_fraction,
                    on_bad_row=on_bad_row, unknown_labels=unknown_labels,
-                   synthetic_records=synthetic_records, max_rows=max_rows)
+                   synthetic_records=synthetic_records, max_rows=max_rows,
+                   normaliser=normaliser)
     return s.train, s.test
+
+
+def local_stats(
+    name: str,
+    path: Path,
+    *,
+    on_bad_row: BadRowPolicy = "error",
+    unknown_labels: LabelPolicy = "error",
+) -> tuple[LocalStats, LoadReport]:
+    """What one party shares so the federation can fix normalisation: the count, sums
+    and sums of squares of its own encoded rows (never the rows)."""
+    raw, report = read_raw(name, path, on_bad_row=on_bad_row, unknown_labels=unknown_labels)
+    schema = schema_for(name, unknown_labels=unknown_labels)
+    return LocalStats.of(schema, schema.transform(raw)), report
 
 
 def _holdout(raw: RawFlows, schema: FeatureSchema, fraction: float,
              seed: int) -> tuple[RawFlows, RawFlows]:
+    if fraction == 0.0:
+        return raw, subset_raw(raw, np.empty(0, dtype=np.int64))
     labels = schema.label_indices(raw.families)
     tr, te = stratified_holdout(labels, fraction, seed)
     return subset_raw(raw, tr), subset_raw(raw, te)
