@@ -253,11 +253,10 @@ class FedAvgM(Strategy):
                 t = tmp[: s.stop - s.start]
                 np.multiply(prev[s], np.float64(self.momentum), out=t)
                 np.add(v[s], t, out=v[s])
-            # The state is stored as float32; use the stored value for the step so a
-            # re-derivation from stored state matches exactly.
-            v32 = v.astype(np.float32)
-            new_state[f"momentum/{k}"] = v32.reshape(base[k].shape)
-            mean[k] = v32.reshape(base[k].shape)
+            # The step uses the float64 momentum; only the stored state is rounded to
+            # float32.  A re-derivation starts from that stored state, so it matches.
+            new_state[f"momentum/{k}"] = v.astype(np.float32).reshape(base[k].shape)
+            mean[k] = v.reshape(base[k].shape)
         return _base_plus(base, mean, self.server_lr), new_state
 
 
@@ -308,13 +307,13 @@ class FedAdam(Strategy):
             np.multiply(t, c2, out=t)
             np.multiply(v_prev, b2, out=v)
             np.add(v, t, out=v)
-            m32, v32 = m.astype(np.float32), v.astype(np.float32)
-            new_state[f"m/{k}"] = m32.reshape(base[k].shape)
-            new_state[f"v/{k}"] = v32.reshape(base[k].shape)
-            # Step from the stored float32 moments so re-derivation from stored state matches.
-            np.sqrt(v32.astype(np.float64), out=t)  # sqrt is correctly rounded in IEEE 754: same on every machine
+            # Stored moments are float32; the step uses the float64 ones (re-derivation
+            # starts from the stored state, so it matches).
+            new_state[f"m/{k}"] = m.astype(np.float32).reshape(base[k].shape)
+            new_state[f"v/{k}"] = v.astype(np.float32).reshape(base[k].shape)
+            np.sqrt(v, out=t)  # sqrt, like + - * /, is correctly rounded in IEEE 754: same on every machine
             np.add(t, tau, out=t)
-            np.divide(m32.astype(np.float64), t, out=t)
+            np.divide(m, t, out=t)
             mean[k] = t.reshape(base[k].shape)
         return _base_plus(base, mean, self.eta), new_state
 

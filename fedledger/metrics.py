@@ -14,9 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedledger.errors import FedLedgerError
 from fedledger.model import ModelSpec, model_from_weights
 
 _EVAL_BATCH = 16384
+
+
+class EvaluationError(FedLedgerError):
+    """Labels, predictions or data that cannot be scored together."""
 
 
 def predict(model: nn.Module, features: np.ndarray, *, batch_size: int = _EVAL_BATCH) -> np.ndarray:
@@ -44,7 +49,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> di
     y_pred = np.asarray(y_pred, dtype=np.int64)
     c = len(classes)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"labels {y_true.shape} and predictions {y_pred.shape} must be equal-length vectors")
+        raise EvaluationError(f"labels {y_true.shape} and predictions {y_pred.shape} must be equal-length vectors")
     n = y_true.size
     conf = np.bincount(y_true * c + y_pred, minlength=c * c).reshape(c, c) if n else np.zeros((c, c), dtype=np.int64)
     tp = np.diag(conf).astype(np.float64)
@@ -71,6 +76,9 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> di
 def evaluate(model_or_weights: nn.Module | Mapping[str, np.ndarray], spec: ModelSpec, data: Any) -> dict[str, Any]:
     """Scores of a model (or its weights) on a ``FlowDataset``; deterministic."""
     if tuple(data.classes) != tuple(spec.classes):
-        raise ValueError(f"data classes {tuple(data.classes)} differ from the model's {spec.classes}")
+        raise EvaluationError(
+            f"data classes {tuple(data.classes)} differ from the model's {spec.classes}",
+            hint="evaluate on data encoded with the federation's feature schema",
+        )
     model = model_or_weights if isinstance(model_or_weights, nn.Module) else model_from_weights(spec, model_or_weights)
     return scores(data.labels, predict(model, data.features), spec.classes)

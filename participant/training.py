@@ -69,7 +69,7 @@ def train_local(
     *,
     epochs: int = 1,
     batch_size: int = 256,
-    lr: float = 1e-3,
+    lr: float = 5e-3,
     mu: float = 0.0,
     seed: int = 0,
     class_weights: Literal["balanced", "sqrt"] | None = "balanced",
