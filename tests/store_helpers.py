@@ -111,6 +111,7 @@ class _Part:
             if line.lower().startswith(b"content-disposition:") and b'name="' in line:
                 self.field = line.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
         self.bytes_read = 0
+        self.eof = self.delim in self.buf
 
     def read(self, n: int = -1) -> bytes:
         want = 1 << 30 if n is None or n < 0 else n
@@ -124,10 +125,8 @@ class _Part:
         if self.eof:
             idx = self.buf.find(self.delim)
             if idx >= 0:
-                take = min(want, idx)
+                take = min(want, idx)  # the delimiter stays in buf: later reads return b""
                 out, self.buf = self.buf[:take], self.buf[take:]
-                if take == idx:
-                    self.buf = self.buf  # keep the delimiter for the next call (returns b"")
                 self.bytes_read += len(out)
                 return out
         out, self.buf = self.buf[:want], self.buf[want:]
