@@ -15,6 +15,7 @@ their own typed error.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ __all__ = [
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_RECEIPT_TIMEOUT = 120.0
 DEFAULT_LOG_PAGE = 5_000  # blocks per eth_getLogs call; common public-node limits are 10k
+_FEE_QUOTE_TTL = 2.0  # seconds
 _GAS_MARGIN = 1.2  # estimates can fall short when state changes between estimate and mining
 
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")
@@ -150,6 +152,7 @@ class _CountingProvider(HTTPProvider):
         # No silent retries: an unreachable node should fail fast with its URL named.
         super().__init__(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         self.counts: Counter[str] = Counter()
+        self.fee_quote: tuple[float, dict[str, int]] | None = None
         self._count_lock = threading.Lock()
 
     def make_request(self, method: Any, params: Any) -> Any:
@@ -380,6 +383,11 @@ class Ledger:
     def account(self) -> str | None:
         """The signer's address (the key itself is never exposed by the client)."""
         return self._account.address if self._account is not None else None
+
+    @property
+    def contract(self) -> Any:
+        """The underlying web3 contract (for batching views with ``w3.batch_requests()``)."""
+        return self._contract
 
     @property
     def request_counts(self) -> Counter[str]:
@@ -714,12 +722,23 @@ class Ledger:
         return self._await(function, tx, "0x" + bytes(tx_hash).hex())
 
     def _fees(self) -> dict[str, int]:
+        # A quote is reused for a couple of seconds: maxFeePerGas allows for the base fee to
+        # double, which takes many full blocks, and it saves two round trips per transaction.
+        provider = self.w3.provider
+        cached = getattr(provider, "fee_quote", None)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < _FEE_QUOTE_TTL:
+            return dict(cached[1])
         block = self.w3.eth.get_block("latest")
         base = block.get("baseFeePerGas")
         if base is None:  # pre-London chain
-            return {"gasPrice": int(self.w3.eth.gas_price)}
-        tip = int(self.w3.eth.max_priority_fee)
-        return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip, "type": 2}
+            fees = {"gasPrice": int(self.w3.eth.gas_price)}
+        else:
+            tip = int(self.w3.eth.max_priority_fee)
+            fees = {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip, "type": 2}
+        if isinstance(provider, _CountingProvider):
+            provider.fee_quote = (now, fees)
+        return dict(fees)
 
     def _await(self, function: str, tx: dict[str, Any], tx_hash: str) -> TxResult:
         try:
