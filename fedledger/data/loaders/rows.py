@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from operator import itemgetter
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -127,6 +128,11 @@ def parse_rows(
     features = [f for _, f in plan.numeric]
     blank_zero = [f.name in plan.blank_as_zero for f in features]
     finite_required = [f.nonfinite == "error" for f in features]
+    strict = [j for j, need in enumerate(finite_required) if need]
+    # None when every column must be finite: then the whole row is summed. (The first
+    # index is repeated so itemgetter always returns a tuple, even for one column.)
+    pick_strict = None if len(strict) == len(features) else itemgetter(*strict, *strict[:1])
+    families_of: dict[str, str] = {}  # label → family, so each name is looked up once
     values = array("d")
     cats: list[list[str]] = [[] for _ in plan.categorical]
     families: list[str] = []
@@ -154,33 +160,31 @@ def parse_rows(
         if len(row) != plan.n_columns:
             bad(f"expected {plan.n_columns} columns, got {len(row)}")
             continue
-        parsed: list[float] = []
-        problem = None
-        for col, f, zero_ok, need_finite in zip(numeric_cols, features, blank_zero,
-                                                finite_required):
-            cell = row[col].strip()
-            if zero_ok and cell == "":
-                parsed.append(0.0)
+        # Fast path: one comprehension per row, one sum to spot a non-finite value
+        # (an overflowing sum only sends the row down the exact path below).
+        try:
+            parsed = [float(row[i]) for i in numeric_cols]
+            if strict and not math.isfinite(sum(pick_strict(parsed)) if pick_strict else sum(parsed)):
+                parsed = None
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            parsed, problem = _parse_exactly(row, numeric_cols, features, blank_zero,
+                                             finite_required)
+            if problem is not None:
+                bad(problem)
                 continue
-            try:
-                v = float(cell)
-            except ValueError:
-                problem = f"column {f.name!r} (field {col + 1}) is not a number: {row[col]!r}"
-                break
-            if need_finite and not math.isfinite(v):
-                problem = f"column {f.name!r} (field {col + 1}) is {row[col].strip()!r}, not finite"
-                break
-            parsed.append(v)
-        if problem is not None:
-            bad(problem)
-            continue
         try:
             name = plan.label(row)
         except ValueError as exc:
             bad(str(exc))
             continue
-        policy = "unknown" if unknown_labels != "error" else "error"
-        family = family_of(name, plan.source, unknown_labels=policy, where=f"{path}:{line_of()}")
+        family = families_of.get(name)
+        if family is None:
+            policy = "unknown" if unknown_labels != "error" else "error"
+            family = family_of(name, plan.source, unknown_labels=policy,
+                               where=f"{path}:{line_of()}")
+            families_of[name] = family
         if family == UNKNOWN:
             report.unknown_labels[name.strip()] += 1
             if unknown_labels == "skip":
@@ -206,6 +210,30 @@ def parse_rows(
         source_labels=np.asarray(labels, dtype=object),
     )
     return raw, report
+
+
+def _parse_exactly(
+    row: list[str],
+    cols: Sequence[int],
+    features: Sequence[NumericFeature],
+    blank_zero: Sequence[bool],
+    finite_required: Sequence[bool],
+) -> tuple[list[float], str | None]:
+    """Cell by cell: the values, or the first problem named by column and field."""
+    parsed: list[float] = []
+    for col, f, zero_ok, need_finite in zip(cols, features, blank_zero, finite_required):
+        cell = row[col].strip()
+        if zero_ok and cell == "":
+            parsed.append(0.0)
+            continue
+        try:
+            v = float(cell)
+        except ValueError:
+            return parsed, f"column {f.name!r} (field {col + 1}) is not a number: {row[col]!r}"
+        if need_finite and not math.isfinite(v):
+            return parsed, f"column {f.name!r} (field {col + 1}) is {cell!r}, not finite"
+        parsed.append(v)
+    return parsed, None
 
 
 def concat_raw(parts: Sequence[RawFlows]) -> RawFlows:
