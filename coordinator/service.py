@@ -20,6 +20,7 @@ from threading import Event
 
 from contracts.client import Ledger, RoundState
 from coordinator.rounds import RoundInputs, RoundResult, SubmissionInput, derive_round
+from fedledger.clock import chain_now
 from fedledger.data import FlowDataset
 from fedledger.errors import FedLedgerError
 from fedledger.federation import Descriptor, load_flowset
@@ -124,7 +125,7 @@ class CoordinatorService:
     # -- the round protocol ----------------------------------------------------------------
     def open_round(self) -> int:
         base = self.ledger.latest_model()
-        deadline = int(time.time()) + self.settings.round_seconds
+        deadline = chain_now(self.ledger) + self.settings.round_seconds
         tx = self.ledger.open_round(base, deadline)
         self._on_event("opened", {"round": tx.round_id, "deadline": deadline, "gas": tx.gas_used})
         log.info("opened round %d (deadline in %ds)", tx.round_id, self.settings.round_seconds)
@@ -132,7 +133,7 @@ class CoordinatorService:
 
     def ready_to_close(self, round_id: int) -> bool:
         info = self.ledger.get_round(round_id)
-        if time.time() >= info.deadline:
+        if chain_now(self.ledger) >= info.deadline:
             return True
         return info.submission_count >= len(self.ledger.participants())
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from threading import Event
 
 from contracts.client import Ledger, RoundState
+from contracts.errors import AlreadySubmitted, DeadlinePassed, RoundNotOpen
+from fedledger.clock import chain_now
 from fedledger.data import FlowDataset
 from fedledger.errors import FedLedgerError
 from fedledger.federation import Descriptor
@@ -32,6 +34,10 @@ log = logging.getLogger("fedledger.participant")
 
 class ParticipantError(FedLedgerError):
     """The participant cannot take part in a round."""
+
+
+class RoundMissed(ParticipantError):
+    """The round closed before this participant could submit; it will take part in the next one."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ class ParticipantService:
             return None
         if self.ledger.get_submission(round_id, self.address) is not None:
             return None  # already submitted (perhaps before a restart)
-        if time.time() >= info.deadline - self.settings.deadline_margin:
+        if chain_now(self.ledger) >= info.deadline - self.settings.deadline_margin:
             return None  # too late to get a transaction in before the deadline
         return self._take_part(round_id, info.base_model, info.deadline)
 
@@ -154,8 +160,8 @@ class ParticipantService:
         self.store.pin(cid)
         t_store = time.perf_counter() - t2 + t_fetch
 
-        if time.time() >= deadline:
-            raise ParticipantError(f"round {round_id}'s deadline passed while training; the update was not submitted")
+        if chain_now(self.ledger) >= deadline:
+            raise RoundMissed(f"round {round_id}'s deadline passed while training; the update was not submitted")
         self._on_event("submit", {"round": round_id, "cid": cid, "bytes": len(blob)})
         t3 = time.perf_counter()
         tx = self.ledger.submit_update(round_id, cid_to_digest(cid), result.num_samples, 0)
@@ -176,6 +182,11 @@ class ParticipantService:
         while not stop.is_set() and (rounds is None or len(done) < rounds):
             try:
                 outcome = self.step()
+            except (DeadlinePassed, RoundNotOpen, AlreadySubmitted, RoundMissed) as exc:
+                # The round moved on while we trained (or a previous run's transaction landed): not fatal.
+                log.warning("round skipped: %s", exc)
+                self._on_event("skipped", {"error": str(exc)})
+                continue
             except FedLedgerError as exc:
                 if _is_transient(exc):
                     log.warning("transient failure, retrying: %s", exc)

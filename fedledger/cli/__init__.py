@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping typed errors to a one-line message and exit code 1."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int):  # typer.Exit(code) comes back as a return value without standalone mode
+            return rv
     except FedLedgerError as exc:
         if debug:
             err_console.print_exception()

@@ -1,0 +1,396 @@
+"""The federation runtime against a real anvil, the compiled ledger, the embedded store and torch.
+
+Each test builds a small federation (synthetic flows, three organisations) on its own
+anvil chain, so tests that stop or restart the chain do not disturb anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from contracts.anvil import LocalAnvil
+from contracts.client import Ledger, RoundState
+from contracts.errors import RoundNotOpen
+from coordinator.service import CRASH_ENV, CoordinatorError, CoordinatorService, CoordinatorSettings, fetch_update
+from fedledger.audit import Auditor
+from fedledger.data.partition import partition
+from fedledger.data.synthetic import generate
+from fedledger.federation import flowset_bytes
+from fedledger.setup_federation import Federation, create_federation
+from ipfs import ContentNotFound, EmbeddedStore, cid_to_digest, digest_to_cid
+from participant.service import ParticipantService, TrainingSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = TrainingSettings(epochs=1, batch_size=256, lr=0.005, deadline_margin=0.5)
+
+
+@dataclass
+class Env:
+    chain: LocalAnvil
+    store: EmbeddedStore
+    store_dir: Path
+    fed: Federation
+    orgs: list[LocalAccount]
+    data: list
+    tmp: Path
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.fed.ledger
+
+    def participant(self, i: int, **kw) -> ParticipantService:
+        return ParticipantService(
+            self.ledger.with_account(self.orgs[i]), self.store, self.fed.descriptor, self.data[i],
+            state_dir=self.tmp / f"org{i}", settings=kw.pop("settings", FAST), **kw,
+        )  # fmt: skip
+
+    def coordinator(self, **kw) -> CoordinatorService:
+        settings = kw.pop("settings", CoordinatorSettings(round_seconds=60, fetch_timeout=3.0, poll_seconds=0.2))
+        return CoordinatorService(self.ledger, self.store, self.fed.descriptor_cid, settings=settings, **kw)
+
+    def flows_file(self, i: int) -> Path:
+        p = self.tmp / f"org{i}.flowset"
+        if not p.exists():
+            p.write_bytes(flowset_bytes(self.data[i]))
+        return p
+
+    def cli_env(self, i: int | None) -> dict[str, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop(CRASH_ENV, None)
+        if i is not None:
+            env["FEDLEDGER_PRIVATE_KEY"] = self.orgs[i].key.hex()
+        return env
+
+    def common_args(self) -> list[str]:
+        return [
+            "--rpc-url", self.chain.rpc_url, "--ledger", self.ledger.address, "--chain-id", str(self.chain.chain_id),
+            "--store", str(self.store_dir), "--descriptor", self.fed.descriptor_cid,
+        ]  # fmt: skip
+
+
+def _make_env(tmp_path: Path, chain: LocalAnvil, *, participants: int = 3, min_updates: int = 2) -> Env:
+    store_dir = tmp_path / "store"
+    store = EmbeddedStore(store_dir)
+    admin, *orgs = chain.accounts[: participants + 1]
+    train = generate(4000, 11)
+    parts = partition(train.labels, participants, "dirichlet:1.0", 3, classes=train.classes)
+    fed = create_federation(
+        rpc_url=chain.rpc_url, admin=admin, store=store, name="test", validation=generate(800, 12),
+        hidden=(16,), min_updates=min_updates, seed=5, expected_chain_id=chain.chain_id,
+    )  # fmt: skip
+    for i, acct in enumerate(orgs):
+        fed.ledger.register_participant(acct.address, f"org-{i}")
+    return Env(chain, store, store_dir, fed, list(orgs), [train.subset(p) for p in parts], tmp_path)
+
+
+@pytest.fixture
+def chain(tmp_path: Path):
+    with LocalAnvil(accounts=8) as c:
+        yield c
+
+
+@pytest.fixture
+def env(tmp_path: Path, chain: LocalAnvil) -> Env:
+    return _make_env(tmp_path, chain)
+
+
+def _run_round(env: Env, members: list[int], coordinator: CoordinatorService | None = None):
+    coord = coordinator or env.coordinator()
+    assert coord.step(None) == "opened"
+    for i in members:
+        assert env.participant(i).step() is not None
+    return coord.close_round(env.ledger.current_round())
+
+
+def _manifest(env: Env, round_id: int) -> dict:
+    info = env.ledger.get_round(round_id)
+    return json.loads(env.store.get(digest_to_cid(info.manifest)))
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+def test_rounds_finalise_and_the_audit_re_derives_them(env: Env) -> None:
+    first = _run_round(env, [0, 1, 2])
+    second = _run_round(env, [0, 1, 2])
+    assert first.finalized and second.finalized
+    r1, r2 = env.ledger.get_round(1), env.ledger.get_round(2)
+    # Lineage: round 2 started from round 1's global model, which is the ledger's latest.
+    assert r2.base_model == r1.global_model != r1.base_model
+    assert env.ledger.latest_model() == r2.global_model
+    m = _manifest(env, 2)
+    assert [s["participant"] for s in m["submissions"]] == env.ledger.submitters(2)
+    assert all(s["status"] == "accepted" for s in m["submissions"])
+    for s in m["submissions"]:
+        on_chain = env.ledger.get_submission(2, s["participant"])
+        assert on_chain.score == s["score"] and cid_to_digest(s["update"]) == on_chain.update
+    assert m["global_model"] == digest_to_cid(r2.global_model)
+    report = Auditor(env.ledger, env.store).audit()
+    assert report.ok, report.to_dict()
+    assert [v.round_id for v in report.rounds] == [1, 2] and all(v.accepted == 3 for v in report.rounds)
+
+
+def test_a_restarted_participant_never_submits_twice(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    first = env.participant(0).step()
+    assert first is not None
+    assert env.participant(0).step() is None  # a fresh service (a restart) reads the chain first
+    assert env.ledger.get_round(1).submission_count == 1
+
+
+def test_quorum_missed_aborts_and_keeps_the_latest_model(env: Env) -> None:
+    before = env.ledger.latest_model()
+    out = _run_round(env, [0])  # quorum is 2
+    assert not out.finalized and "quorum" in out.reason
+    assert env.ledger.get_round(1).state == RoundState.ABORTED
+    assert env.ledger.latest_model() == before
+
+
+def test_an_update_altered_in_the_store_is_rejected_with_its_reason(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    subs = [env.participant(i).step() for i in range(3)]
+    victim = subs[1]
+    block = env.store._block_path(bytes([0x12, 0x20]) + cid_to_digest(victim.cid))
+    raw = bytearray(block.read_bytes())
+    raw[-1] ^= 0xFF
+    block.write_bytes(bytes(raw))
+    out = coord.close_round(1)
+    assert out.finalized
+    entry = {s["participant"]: s for s in _manifest(env, 1)["submissions"]}[env.orgs[1].address]
+    assert (entry["status"], entry["reason"], entry["score"]) == ("rejected", "corrupt", 0)
+    assert Auditor(env.ledger, env.store).audit().ok
+
+
+def test_a_digest_never_stored_is_rejected_at_the_deadline_not_waited_on(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    env.participant(0).step()
+    env.participant(1).step()
+    ghost = os.urandom(32)
+    env.ledger.with_account(env.orgs[2]).submit_update(1, ghost, 100, 0)
+    t0 = time.monotonic()
+    out = coord.close_round(1)
+    assert time.monotonic() - t0 < 30
+    entry = {s["participant"]: s for s in out.result.manifest["submissions"]}[env.orgs[2].address]
+    assert (entry["status"], entry["reason"]) == ("rejected", "unavailable")
+    assert Auditor(env.ledger, env.store, fetch_timeout=1.0).audit().ok
+
+
+def test_hostile_and_misattributed_updates_are_rejected_never_crash(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    mine = env.participant(0).step()
+    # Org 1 submits garbage; org 2 submits a real update truncated in the middle of its payload.
+    junk = env.store.put(b"\x00not an update" * 100)
+    env.ledger.with_account(env.orgs[1]).submit_update(1, cid_to_digest(junk), 50, 0)
+    cut = env.store.put(env.store.get(mine.cid)[:-40])
+    env.ledger.with_account(env.orgs[2]).submit_update(1, cid_to_digest(cut), mine.num_samples, 0)
+    out = coord.close_round(1)
+    verdicts = {v.participant: v for v in out.result.verdicts}
+    assert verdicts[env.orgs[0].address].accepted
+    assert (verdicts[env.orgs[1].address].accepted, verdicts[env.orgs[1].address].reason) == (False, "magic")
+    assert not verdicts[env.orgs[2].address].accepted and verdicts[env.orgs[2].address].reason == "zstd"
+    assert Auditor(env.ledger, env.store).audit().ok
+
+
+def test_an_update_whose_header_names_another_sender_is_rejected(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    # Org 0 trains and encodes but does not submit; org 1 submits org 0's bytes as its own.
+    svc = env.participant(0)
+    from fedledger.model import load_model_bytes
+    from fedledger.updates import UpdateHeader, encode_update
+    from participant.training import train_local
+
+    info = env.ledger.get_round(1)
+    _, base = load_model_bytes(env.store.get(digest_to_cid(info.base_model)), env.fed.descriptor.spec)
+    res = train_local(env.fed.descriptor.spec, base, env.data[0], epochs=1, seed=1)
+    header = UpdateHeader(
+        participant=env.orgs[0].address, round_id=1, base_model=info.base_model.hex(),
+        spec_digest=env.fed.descriptor.spec.digest(), num_samples=res.num_samples,
+    )  # fmt: skip
+    cid = env.store.put(encode_update(header, res.delta, env.fed.descriptor.spec))
+    env.ledger.with_account(env.orgs[1]).submit_update(1, cid_to_digest(cid), res.num_samples, 0)
+    env.participant(2).step()
+    out = coord.close_round(1)
+    verdicts = {v.participant: v for v in out.result.verdicts}
+    assert verdicts[env.orgs[1].address].reason == "sender-mismatch"
+    assert verdicts[env.orgs[2].address].accepted
+    assert svc.step() is None  # the round is closed: org 0 does not submit late
+    assert Auditor(env.ledger, env.store).audit().ok
+
+
+def test_the_store_briefly_unavailable_is_retried(env: Env) -> None:
+    cid = env.store.put(b"an update that appears a moment late" * 1000)
+    block = env.store._block_path(bytes([0x12, 0x20]) + cid_to_digest(cid))
+    hidden = block.with_suffix(".hidden")
+    block.rename(hidden)
+    import threading
+
+    threading.Timer(0.8, lambda: hidden.rename(block)).start()
+    t0 = time.monotonic()
+    data, err = fetch_update(env.store, cid, max_bytes=1 << 20, deadline=time.monotonic() + 10)
+    assert err is None and data == b"an update that appears a moment late" * 1000
+    assert 0.7 < time.monotonic() - t0 < 10
+    with pytest.raises(ContentNotFound):
+        env.store.get(digest_to_cid(os.urandom(32)))
+
+
+def test_a_second_close_of_a_finalised_round_is_refused(env: Env) -> None:
+    out = _run_round(env, [0, 1])
+    assert out.finalized
+    coord = env.coordinator()
+    with pytest.raises(CoordinatorError, match="not open"):
+        coord.close_round(1)
+    with pytest.raises(RoundNotOpen):
+        env.ledger.finalize_round(1, os.urandom(32), os.urandom(32), [], [])
+
+
+# ----------------------------------------------------------------------------- processes and faults
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fedledger", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_coordinator_killed_before_finalising_restarts_to_the_same_result(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    for i in range(3):
+        env.participant(i).step()
+    crash_env = env.cli_env(None)
+    crash_env[CRASH_ENV] = "before-finalize"
+    crash_env["FEDLEDGER_PRIVATE_KEY"] = env.chain.accounts[0].key.hex()
+    done = _cli("coordinator", "run", "--rounds", "1", "--fetch-timeout", "3", *env.common_args(), env=crash_env)
+    assert done.returncode == 137, done.stderr
+    assert env.ledger.get_round(1).state == RoundState.OPEN  # killed between the store and the chain
+    pinned_before = set(env.store.list())
+    out = env.coordinator().close_round(1)  # the restarted coordinator
+    assert out.finalized
+    info = env.ledger.get_round(1)
+    # The restart re-derived exactly what the killed process had already put in the store.
+    assert {digest_to_cid(info.global_model), digest_to_cid(info.manifest)} <= pinned_before
+    assert Auditor(env.ledger, env.store).audit().ok
+
+
+def test_participant_killed_while_training_round_finalises_without_it(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedledger", "participant", "run", "--data", str(env.flows_file(2)),
+         "--state-dir", str(env.tmp / "p2"), "--one-shot", "--events", *env.common_args()],
+        env=env.cli_env(2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if json.loads(line).get("event") == "train":
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    env.participant(0).step()
+    env.participant(1).step()
+    out = coord.close_round(1)
+    assert out.finalized
+    assert out.result.manifest["absent"] == [env.orgs[2].address]
+    assert env.ledger.get_submission(1, env.orgs[2].address) is None
+
+
+def test_services_continue_after_anvil_restarts_from_saved_state(tmp_path: Path) -> None:
+    state = tmp_path / "anvil-state.json"
+    with LocalAnvil(accounts=8, state_path=state) as first:
+        env = _make_env(tmp_path, first)
+        assert _run_round(env, [0, 1, 2]).finalized
+        port, address = first.port, env.ledger.address
+    with LocalAnvil(port=port, accounts=8, state_path=state) as second:
+        # Same URL, same contract: the services reconnect and carry on from chain state.
+        ledger = Ledger.attach(second.rpc_url, address, env.chain.accounts[0], expected_chain_id=second.chain_id)
+        env.chain, env.fed = second, Federation(ledger, *list(env.fed.__dict__.values())[1:])
+        assert ledger.current_round() == 1 and ledger.get_round(1).state == RoundState.FINALIZED
+        assert _run_round(env, [0, 1]).finalized
+        assert Auditor(ledger, env.store).audit().ok
+
+
+def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env) -> None:
+    admin_env = env.cli_env(None)
+    admin_env["FEDLEDGER_PRIVATE_KEY"] = env.chain.accounts[0].key.hex()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fedledger", "participant", "run", "--data", str(env.flows_file(i)),
+             "--state-dir", str(env.tmp / f"cli{i}"), "--one-shot", "--epochs", "1", *env.common_args()],
+            env=env.cli_env(i), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i in range(3)
+    ]
+    done = _cli("coordinator", "run", "--rounds", "1", "--round-seconds", "120", *env.common_args(), env=admin_env)
+    for p in procs:
+        p.wait(timeout=120)
+        assert p.returncode == 0, p.stderr.read()
+    assert done.returncode == 0, done.stderr
+    assert env.ledger.get_round(1).state == RoundState.FINALIZED
+    assert env.ledger.get_round(1).submission_count == 3
+
+    audited = _cli("audit", "--json", *env.common_args(), env=env.cli_env(None))
+    assert audited.returncode == 0, audited.stderr
+    assert json.loads(audited.stdout)["ok"] is True
+
+    # Round 2 finalised by a dishonest coordinator: the right model and manifest, but inflated scores.
+    coord = env.coordinator()
+    coord.step(None)
+    for i in range(3):
+        env.participant(i).step()
+    from coordinator.rounds import RoundInputs, SubmissionInput, derive_round
+    from fedledger.model import load_model_bytes
+
+    info = env.ledger.get_round(2)
+    subs = env.ledger.submitters(2)
+    base = env.store.get(digest_to_cid(info.base_model))
+    records = [env.ledger.get_submission(2, a) for a in subs]
+    result = derive_round(RoundInputs(
+        2, env.fed.descriptor_cid, env.fed.descriptor, base, load_model_bytes(base)[1], coord.previous_state(2),
+        [SubmissionInput(a, s.update, s.num_samples, s.epsilon_milli, env.store.get(digest_to_cid(s.update))) for a, s in zip(subs, records)],
+        validation=coord.validation,
+    ))  # fmt: skip
+    g, m = env.store.put(result.global_model), env.store.put(result.manifest_bytes)
+    env.ledger.finalize_round(2, cid_to_digest(g), cid_to_digest(m), subs, [result.scores[a] + 500 for a in subs])
+    audited = _cli("audit", "--json", *env.common_args(), env=env.cli_env(None))
+    assert audited.returncode == 1
+    verdict = json.loads(audited.stdout)
+    r2 = [r for r in verdict["rounds"] if r["round_id"] == 2][0]
+    assert not r2["ok"] and any("score on chain" in m for m in r2["mismatches"])
+    assert all(r["ok"] for r in verdict["rounds"] if r["round_id"] == 1)
+
+
+def test_the_demo_writes_its_report_with_every_round_verified(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = _cli(
+        "demo", "--participants", "3", "--rounds", "2", "--out", str(out), "--round-seconds", "60",
+        env=dict(os.environ), timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["audit"]["ok"] is True
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    for row in report["rounds"]:
+        assert row["finalized"] and row["audit"]["ok"]
+        assert set(row["scores"]) == {o["name"] for o in report["organisations"]}
+        assert row["gas"]["total"] > 0 and all(b > 0 for b in row["update_bytes"].values())
+        assert 0.0 <= row["test_metrics"]["macro_f1"] <= 1.0
+    for name in ("report.md", "metrics.png", "scores.png"):
+        assert (out / name).stat().st_size > 0
