@@ -37,10 +37,6 @@ from ipfs.dag import BlockRef, BlockSink, build, iter_file
 from ipfs.errors import ContentNotFound, StoreError, StoreNotWritable
 from ipfs.store import ContentStore
 
-# Above this many files in one put, one syncfs(2) of the store's file system costs
-# less than an fsync per block (each fsync of a new inode forces its own ext4
-# journal commit). Measured in scripts/bench_store.py; see docs/store.md.
-SYNCFS_THRESHOLD = 32
 
 _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
 
@@ -299,7 +295,11 @@ class _PutTransaction(BlockSink):
             self.store._write_pin(cid, self)
         mode = self.store._sync
         if mode == "auto":
-            mode = "syncfs" if _SYNCFS is not None and len(self.files) > SYNCFS_THRESHOLD else "fsync"
+            # One syncfs(2) costs less than an fsync per block and directory (each
+            # forces its own journal commit and device flush): measured 3-10x at 1 and
+            # 64 MiB on ext4 (docs/store.md). Its price: it also flushes other
+            # writers' dirty pages on the same file system; sync="fsync" avoids that.
+            mode = "syncfs" if _SYNCFS is not None else "fsync"
         if mode == "syncfs":
             fd = os.open(self.store.root, os.O_RDONLY | os.O_DIRECTORY)
             try:

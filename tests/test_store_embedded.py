@@ -88,6 +88,11 @@ def test_digest_round_trip_and_bad_digests() -> None:
     for bad in (b"", b"\x00" * 31, b"\x00" * 33, "00" * 32):
         with pytest.raises(InvalidCID, match="32 bytes"):
             digest_to_cid(bad)  # type: ignore[arg-type]
+    from multiformats import CID, multihash
+
+    for sample in [b"\x00" * 32, b"\xff" * 32] + [os.urandom(32) for _ in range(200)]:
+        # the fast CIDv0 encoder agrees with multiformats
+        assert digest_to_cid(sample) == str(CID("base58btc", 0, "dag-pb", multihash.wrap(sample, "sha2-256")))
     raw_cid = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"  # raw codec: not what the chain holds
     with pytest.raises(InvalidCID, match="dag-pb"):
         cid_to_digest(raw_cid)
