@@ -34,12 +34,13 @@ def test_coerces_dtypes_and_helpers() -> None:
     "change, match",
     [
         (dict(features=np.zeros(6)), "2-D"),
-        (dict(labels=np.zeros(5)), "labels shape"),
+        (dict(labels=np.zeros(5, dtype=np.int64)), "labels shape"),
         (dict(feature_names=("a",)), "feature names"),
         (dict(classes=("dos", "normal", "probe", "web")), "start with 'normal'"),
         (dict(classes=("normal", "dos", "dos", "web")), "duplicate"),
         (dict(labels=np.array([0, 1, 2, 0, 1, 4])), "labels must lie"),
         (dict(labels=np.array([0, 1, 2, 0, 1, -1])), "labels must lie"),
+        (dict(labels=np.array([0.0, 1.0, 2.0, 0.0, 1.0, 0.7])), "integer class indices"),
         (dict(features=np.array([[0, 1]] * 5 + [[np.nan, 0]])), "non-finite feature value in row 5"),
     ],
 )
@@ -50,3 +51,8 @@ def test_rejects_inconsistent_data(change: dict, match: str) -> None:
     args.update(change)
     with pytest.raises(DataError, match=match):
         FlowDataset(**args)
+
+
+def test_empty_dataset_is_allowed() -> None:
+    d = FlowDataset(np.zeros((0, 3)), [], ("normal",), "e/v1", ("a", "b", "c"))
+    assert len(d) == 0 and d.class_counts().tolist() == [0] and d.n_features == 3

@@ -243,3 +243,49 @@ def test_cicids_header_missing_label(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text(" Destination Port, Flow Duration\n80,1\n")
     with pytest.raises(DataError, match="header lacks CICIDS2017 columns"):
         cicids2017.read(tmp_path / "x.csv")
+
+
+# -- fuzzing: whatever the bytes, a typed error or a correct load, never a crash -------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD_NSL = (DATA / "nsl_kdd_train.txt").read_text().splitlines()
+_GOOD_CIC = (DATA / "cicids2017_thursday.csv").read_bytes().splitlines()
+
+
+def _mutate(line: str, data: st.DataObject) -> str:
+    cells = line.split(",")
+    i = data.draw(st.integers(0, len(cells) - 1))
+    cells[i] = data.draw(st.sampled_from(["", "nan", "-inf", "1e999", "x", '"', "0x1f", "1,2",
+                                          "\x00", "normal", "∞", " 7 "]))
+    return ",".join(cells)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_nsl_kdd_rows_never_crash(tmp_path: Path, data: st.DataObject) -> None:
+    lines = [_mutate(line, data) if data.draw(st.booleans()) else line for line in _GOOD_NSL[:6]]
+    path = tmp_path / "fuzz.txt"
+    path.write_text("\n".join(lines) + "\n")
+    for policy in ("error", "skip"):
+        try:
+            raw, rep = nsl_kdd.read(path, on_bad_row=policy)  # type: ignore[arg-type]
+        except DataError:
+            continue
+        x = nsl_kdd.SCHEMA.transform(raw)
+        assert np.isfinite(x).all() and rep.rows + rep.skipped >= len(raw)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=400), keep_header=st.booleans())
+def test_random_bytes_in_cicids_files_never_crash(tmp_path: Path, blob: bytes,
+                                                   keep_header: bool) -> None:
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes((_GOOD_CIC[0] + b"\n" if keep_header else b"") + blob + b"\n" + _GOOD_CIC[1])
+    for policy in ("error", "skip"):
+        try:
+            raw, _ = cicids2017.read(path, on_bad_row=policy)  # type: ignore[arg-type]
+        except DataError:
+            continue
+        assert np.isfinite(cicids2017.SCHEMA.transform(raw)).all()

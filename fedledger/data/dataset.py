@@ -26,9 +26,14 @@ class FlowDataset:
     feature_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        raw_labels = np.asarray(self.labels)
+        # Casting 0.7 to class 0 would silently relabel a row; only integers are labels.
+        if raw_labels.size and not (np.issubdtype(raw_labels.dtype, np.integer)
+                                    or raw_labels.dtype == np.bool_):
+            raise DataError(f"labels must be integer class indices, got dtype {raw_labels.dtype}")
         # Coerce once here so consumers can rely on dtype and contiguity.
         feats = np.ascontiguousarray(self.features, dtype=np.float32)
-        labels = np.ascontiguousarray(self.labels, dtype=np.int64)
+        labels = np.ascontiguousarray(raw_labels, dtype=np.int64)
         object.__setattr__(self, "features", feats)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "classes", tuple(self.classes))
