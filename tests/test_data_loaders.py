@@ -103,6 +103,18 @@ def test_nsl_kdd_directory_and_max_rows(tmp_path: Path) -> None:
     assert len(raw) == 20
 
 
+def test_nsl_kdd_shifted_row_caught_by_difficulty(tmp_path: Path) -> None:
+    cells = (DATA / "nsl_kdd_train.txt").read_text().splitlines()[0].split(",")
+    shifted = cells[:1] + cells[2:] + ["normal"]  # a dropped field shifts everything left
+    (tmp_path / "s.txt").write_text(",".join(shifted) + "\n")
+    with pytest.raises(MalformedRow, match="s.txt:1"):
+        nsl_kdd.read(tmp_path / "s.txt")
+    cells[42] = "hard"
+    (tmp_path / "d.txt").write_text(",".join(cells) + "\n")
+    with pytest.raises(MalformedRow, match="difficulty \\(field 43\\) is not a whole number"):
+        nsl_kdd.read(tmp_path / "d.txt")
+
+
 def test_kdd99_layout_without_difficulty_and_with_dotted_labels(tmp_path: Path) -> None:
     lines = (DATA / "nsl_kdd_train.txt").read_text().splitlines()[:3]
     kdd99 = [",".join(line.split(",")[:41] + [line.split(",")[41] + "."]) for line in lines]

@@ -78,6 +78,9 @@ def _label(row: list[str]) -> str:
     name = row[41].strip()
     if not name:
         raise ValueError("empty label (field 42)")
+    if len(row) == 43 and not row[42].strip().isdigit():
+        # not a feature, but a non-number here means the row is shifted or corrupt
+        raise ValueError(f"difficulty (field 43) is not a whole number: {row[42]!r}")
     return name.rstrip(".")  # KDD'99 writes "smurf."
 
 
