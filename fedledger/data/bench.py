@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                      _best(lambda s=split: partition(labels, 10, s, 0), args.repeat)))
 
     print(f"| {'operation':<52} | {'rows':>9} | {'seconds':>8} | {'rows/s':>11} |")
-    print(f"|{'-' * 54}|{'-' * 11}:|{'-' * 9}:|{'-' * 12}:|")
+    print(f"|{'-' * 54}|{'-' * 10}:|{'-' * 9}:|{'-' * 12}:|")
     for name, n, sec in rows:
         print(f"| {name:<52} | {n:>9,} | {sec:>8.3f} | {n / sec:>11,.0f} |")
 
