@@ -22,6 +22,7 @@ from multiformats import CID
 from ipfs.cid import SHA2_256_PREFIX, parse_cid
 from ipfs.dag import PB_CODEC, RAW_CODEC, BlockRef, links_of, verify_block
 from ipfs.errors import ContentNotFound, CorruptBlock, StoreError
+from ipfs.store import ContentStore
 from ipfs.unixfs import encode_varint
 
 # Kubo refuses blocks above 2 MiB (bitswap's limit); a section claiming more than
@@ -66,7 +67,7 @@ def _cbor_head(major: int, n: int) -> bytes:
     return bytes([major << 5 | 26]) + n.to_bytes(4, "big")
 
 
-def export_car(store, cid: str, out: BinaryIO) -> int:
+def export_car(store: ContentStore, cid: str, out: BinaryIO) -> int:
     """Write the DAG under ``cid`` to ``out`` as CAR v1; returns the number of blocks.
 
     Blocks go depth-first in link order, each once, and each is verified before it
@@ -253,7 +254,7 @@ def iter_car(stream: BinaryIO, name: str = "the CAR file") -> tuple[list[BlockRe
     return roots, blocks()
 
 
-def missing_blocks(store, root: BlockRef, limit: int = 1) -> list[BlockRef]:
+def missing_blocks(store: ContentStore, root: BlockRef, limit: int = 1) -> list[BlockRef]:
     """Blocks under ``root`` the store lacks (reads inner nodes, stops at ``limit``)."""
     missing: list[BlockRef] = []
     stack = [root]
@@ -264,7 +265,7 @@ def missing_blocks(store, root: BlockRef, limit: int = 1) -> list[BlockRef]:
             continue
         seen.add(ref)
         try:
-            block = store.read_block(ref)
+            block = store.read_block(ref, local_only=True)
         except ContentNotFound:
             missing.append(ref)
             continue
@@ -272,7 +273,7 @@ def missing_blocks(store, root: BlockRef, limit: int = 1) -> list[BlockRef]:
     return missing
 
 
-def import_car(store, stream: BinaryIO, name: str = "the CAR file") -> list[str]:
+def import_car(store: ContentStore, stream: BinaryIO, name: str = "the CAR file") -> list[str]:
     """Put every block of a CAR v1 stream into ``store`` and pin its roots; returns the roots.
 
     Every block is verified before it is stored. A root is pinned only when its

@@ -28,7 +28,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -181,7 +181,7 @@ class EmbeddedStore(ContentStore):
     def has_block(self, ref: BlockRef) -> bool:
         return self._block_path(ref.multihash).exists()
 
-    def read_block(self, ref: BlockRef) -> bytes:
+    def read_block(self, ref: BlockRef, *, local_only: bool = False) -> bytes:
         """One block's raw bytes, unverified (callers verify)."""
         return self._fetcher(str(ref))(ref)
 
@@ -196,7 +196,7 @@ class EmbeddedStore(ContentStore):
         key = block_key(mh)
         return self._blocks / key[-3:-1] / f"{key}.data"
 
-    def put_blocks(self, blocks: Iterator[tuple[BlockRef, bytes]], pin: list[str] = ()) -> int:
+    def put_blocks(self, blocks: Iterable[tuple[BlockRef, bytes]], pin: Sequence[str] = ()) -> int:
         """Store already verified blocks and pin ``pin``, all flushed before return (CAR import)."""
         txn = _PutTransaction(self)
         count = 0

@@ -298,10 +298,13 @@ class KuboStore(ContentStore):
 
         return fetch
 
-    def _block_get(self, ref: BlockRef, root: str | None = None) -> bytes:
+    def _block_get(self, ref: BlockRef, root: str | None = None, local_only: bool = False) -> bytes:
         cid = str(ref)
+        params = self._params(arg=cid)
+        if local_only:
+            params["offline"] = "true"
         try:
-            response = self._request("block/get", self._params(arg=cid), cid=cid)
+            response = self._request("block/get", params, cid=cid)
         except ContentNotFound:
             if root is None or root == cid:
                 raise
@@ -314,8 +317,8 @@ class KuboStore(ContentStore):
             raise CorruptBlock(cid, f"the node sent {len(data)} bytes, more than any block", where=self.location)
         return data
 
-    def read_block(self, ref: BlockRef) -> bytes:
-        return self._block_get(ref)
+    def read_block(self, ref: BlockRef, *, local_only: bool = False) -> bytes:
+        return self._block_get(ref, local_only=local_only)
 
     def put_blocks(self, blocks: Iterable[tuple[BlockRef, bytes]]) -> int:
         """Put verified blocks one by one with /block/put, checking each returned CID."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from ipfs.dag import BlockRef
 
 
 class ContentStore(abc.ABC):
@@ -63,6 +66,19 @@ class ContentStore(abc.ABC):
     @abc.abstractmethod
     def list(self) -> Iterator[str]:
         """The pinned roots."""
+
+    # -- block level (CAR export/import) ----------------------------------------
+
+    @abc.abstractmethod
+    def read_block(self, ref: BlockRef, *, local_only: bool = False) -> bytes:
+        """One block's raw bytes, not yet verified (callers verify); ContentNotFound if absent.
+
+        ``local_only``: do not ask the network (a Kubo node would otherwise search it).
+        """
+
+    @abc.abstractmethod
+    def put_blocks(self, blocks: Iterable[tuple[BlockRef, bytes]]) -> int:
+        """Store blocks whose hashes the caller has verified; returns how many."""
 
     def close(self) -> None:
         """Release connections or handles (no-op by default)."""

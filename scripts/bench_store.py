@@ -278,8 +278,9 @@ def main() -> None:
             for text in args.sizes.split(","):
                 size = parse_size(text.strip())
                 results[size] = bench_size(size, scratch, args.repeat, args.sync)
+            load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
             print(f"\nscripts/bench_store.py --sizes {args.sizes} --repeat {args.repeat} --sync {args.sync}"
-                  f"  ({os.cpu_count()} cores, scratch {scratch})\n")
+                  f"  ({os.cpu_count()} cores, load average {load} at the end, scratch {scratch})\n")
             ok = report(results)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
