@@ -62,6 +62,19 @@ class OrgProcess:
     def events_path(self) -> Path:
         return self.dir / "events.jsonl"
 
+    def start(self, account, chain: list[str], extra: list[str]) -> None:  # noqa: ANN001
+        """Run ``fedledger participant run`` for this organisation as its own OS process.
+
+        The key travels in the child's environment, never on its command line (``ps`` shows argv).
+        """
+        env = dict(os.environ, FEDLEDGER_PRIVATE_KEY=account.key.hex(), PYTHONUNBUFFERED="1")
+        cmd = [
+            sys.executable, "-m", "fedledger", "participant", "run", *chain, "--data", str(self.dir / "flows.flowset"),
+            "--state-dir", str(self.dir / "state"), "--events", *extra,
+        ]  # fmt: skip
+        with open(self.events_path, "wb") as ev, open(self.dir / "participant.log", "wb") as lg:
+            self.proc = subprocess.Popen(cmd, stdout=ev, stderr=lg, env=env, stdin=subprocess.DEVNULL)
+
     def read_events(self) -> list[dict]:
         out = []
         if self.events_path.exists():
@@ -74,20 +87,33 @@ class OrgProcess:
         return out
 
 
+def chain_args(rpc_url: str, ledger: str, chain_id: int, descriptor: str, store_dir: Path, ipfs_api: str | None) -> list[str]:
+    """The options that point a participant process at this federation."""
+    return [
+        "--rpc-url", rpc_url, "--ledger", ledger, "--chain-id", str(chain_id), "--descriptor", descriptor,
+        *(["--ipfs-api", ipfs_api] if ipfs_api else ["--store", str(store_dir)]),
+    ]  # fmt: skip
+
+
 def _load_data(opts: DemoOptions):  # noqa: ANN202
-    """(train pool, public validation set, test set) in the dataset's schema."""
+    """(train pool, public validation set, test set, normaliser record) in the dataset's schema.
+
+    The demo's organisations together hold the whole training pool, so the normaliser fitted on
+    it equals the one merged from their aggregate statistics (sums add up exactly).
+    """
     from fedledger.data.synthetic import generate
 
     if opts.dataset == "synthetic":
-        return generate(opts.records, opts.seed), generate(3000, opts.seed + 1), generate(6000, opts.seed + 2)
-    from fedledger.data import load_dataset
+        return generate(opts.records, opts.seed), generate(3000, opts.seed + 1), generate(6000, opts.seed + 2), None
+    from fedledger.data import load_split
 
-    train, test = load_dataset(opts.dataset, opts.train, opts.test, seed=opts.seed)
+    split = load_split(opts.dataset, opts.train, opts.test, seed=opts.seed)
+    train, test = split.train, split.test
     # The public validation set is a stratified slice of the held-out data, disjoint from the test rows we report.
     rng = np.random.default_rng(opts.seed)
     idx = rng.permutation(len(test))
     cut = max(1, len(test) // 3)
-    return train, test.subset(np.sort(idx[:cut])), test.subset(np.sort(idx[cut:]))
+    return train, test.subset(np.sort(idx[:cut])), test.subset(np.sort(idx[cut:])), split.normaliser.to_dict()
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
@@ -113,7 +139,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
 
     console.rule("[bold]fedledger demo")
     t_start = time.perf_counter()
-    train, validation, test = _load_data(opts)
+    train, validation, test, normaliser = _load_data(opts)
     parts = partition(train.labels, opts.participants, opts.split, opts.seed, classes=train.classes)
     console.print(
         f"data: {opts.dataset}, {len(train):,} training flows split '{opts.split}' over {opts.participants} "
@@ -125,7 +151,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         min_updates = opts.min_updates or max(1, (opts.participants * 3 + 4) // 5)
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
-            strategy=opts.strategy, min_updates=min_updates, seed=opts.seed,
+            strategy=opts.strategy, min_updates=min_updates, seed=opts.seed, normaliser=normaliser,
         )  # fmt: skip
         ledger = fed.ledger
         console.print(f"ledger {ledger.address} on {chain.rpc_url} (deploy gas {fed.deploy_gas:,}); descriptor {fed.descriptor_cid}")
@@ -149,17 +175,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         console.print(table)
 
         for p, acct in zip(procs, orgs, strict=True):
-            env = dict(os.environ, FEDLEDGER_PRIVATE_KEY=acct.key.hex(), PYTHONUNBUFFERED="1")
-            cmd = [
-                sys.executable, "-m", "fedledger", "participant", "run", "--rpc-url", chain.rpc_url,
-                "--ledger", ledger.address, "--chain-id", str(chain.chain_id), "--descriptor", fed.descriptor_cid,
-                "--data", str(p.dir / "flows.flowset"), "--state-dir", str(p.dir / "state"),
-                "--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr),
-                "--codec", opts.codec, "--events",
-                *(["--ipfs-api", opts.ipfs_api] if opts.ipfs_api else ["--store", str(store_dir)]),
-            ]  # fmt: skip
-            with open(p.events_path, "wb") as ev, open(p.dir / "participant.log", "wb") as lg:
-                p.proc = subprocess.Popen(cmd, stdout=ev, stderr=lg, env=env, stdin=subprocess.DEVNULL)
+            p.start(
+                acct, chain_args(chain.rpc_url, ledger.address, chain.chain_id, fed.descriptor_cid, store_dir, opts.ipfs_api),
+                ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec],
+            )  # fmt: skip
 
         coordinator = CoordinatorService(
             ledger, store, fed.descriptor_cid,

@@ -48,6 +48,9 @@ class Descriptor:
     scoring: dict[str, Any] = field(default_factory=lambda: {"rule": "leave-one-out", "metric": "macro_f1", "scale": 10000})
     max_update_bytes: int = 64 << 20
     seed: int = 0
+    # Feature normalisation for raw flow files, fixed from the members' merged aggregate
+    # statistics (``fedledger.data.schema.Normaliser.to_dict``); None when members hold encoded flow sets.
+    normaliser: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class Descriptor:
             "scoring": self.scoring,
             "max_update_bytes": self.max_update_bytes,
             "seed": self.seed,
+            "normaliser": self.normaliser,
         }
 
     def to_bytes(self) -> bytes:
@@ -79,6 +83,7 @@ class Descriptor:
                 scoring=dict(obj["scoring"]),
                 max_update_bytes=int(obj["max_update_bytes"]),
                 seed=int(obj["seed"]),
+                normaliser=obj["normaliser"],
             )
         except InvalidDescriptor:
             raise

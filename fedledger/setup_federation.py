@@ -38,6 +38,7 @@ def create_federation(
     seed: int = 0,
     coordinator: str | None = None,
     expected_chain_id: int | None = None,
+    normaliser: dict[str, Any] | None = None,
 ) -> Federation:
     """Put the federation's fixed content in the store and deploy its ledger.
 
@@ -49,7 +50,7 @@ def create_federation(
     store.pin(validation_cid)
     descriptor = Descriptor(
         name=name, spec=spec, validation=validation_cid, strategy=strategy,
-        strategy_params=dict(strategy_params or {}), seed=seed,
+        strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser,
     )  # fmt: skip
     descriptor_cid = store.put(descriptor.to_bytes())
     store.pin(descriptor_cid)

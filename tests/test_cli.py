@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from eth_account import Account
 
@@ -149,3 +150,50 @@ def test_errors_are_one_readable_line_with_a_hint(tmp_path: Path) -> None:
     assert done.returncode == 1 and "no ledger address given" in done.stderr and "Traceback" not in done.stderr
     debug = _cli("--debug", "audit", "--rpc-url", "http://127.0.0.1:9", env=env)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_raw_flow_files_use_the_normaliser_merged_from_every_members_statistics(tmp_path: Path) -> None:
+    """NSL-KDD members: statistics out, merged at deploy, each member's raw file encoded with the merged normaliser."""
+    from fedledger.cli import main
+    from fedledger.data import load_dataset
+    from fedledger.data.schema import Normaliser
+    from fedledger.federation import Descriptor
+
+    data = ROOT / "tests" / "data"
+    files = [data / "nsl_kdd_train.txt", data / "nsl_kdd_test.txt"]
+    stats = []
+    for i, f in enumerate(files):
+        out = tmp_path / f"stats{i}.json"
+        assert main(["participant", "stats", "--data", str(f), "--data-format", "nsl-kdd", "--out", str(out)]) == 0
+        stats.append(out)
+        assert "sum_sq" in json.loads(out.read_text())  # sums only: no row leaves the member
+    store = tmp_path / "store"
+    with LocalAnvil(accounts=3) as chain:
+        admin, org = chain.accounts[0], chain.accounts[1]
+        os.environ["FEDLEDGER_PRIVATE_KEY"] = admin.key.hex()
+        try:
+            toml = tmp_path / "fed.toml"
+            rc = main([
+                "deploy", "--rpc-url", chain.rpc_url, "--store", str(store), "--validation", str(files[1]),
+                "--validation-format", "nsl-kdd", *sum((["--stats", str(s)] for s in stats), []), "--out", str(toml),
+                "--hidden", "8",
+            ])  # fmt: skip
+            assert rc == 0
+            cfg = load_config(toml)
+            assert main(["register", org.address, "Member", "--config", str(toml)]) == 0
+            desc = Descriptor.from_bytes(EmbeddedStore(store).get(cfg.federation.descriptor))
+            assert desc.spec.schema_id == "nsl-kdd/v1" and desc.normaliser is not None
+            ledger = Ledger.attach(chain.rpc_url, cfg.chain.ledger, chain.accounts[0])
+            ledger.open_round(ledger.latest_model(), chain.block_timestamp() + 600)
+            os.environ["FEDLEDGER_PRIVATE_KEY"] = org.key.hex()
+            rc = main(["participant", "run", "--config", str(toml), "--data", str(files[0]), "--data-format", "nsl-kdd",
+                       "--state-dir", str(tmp_path / "st"), "--one-shot"])  # fmt: skip
+            assert rc == 0
+        finally:
+            os.environ.pop("FEDLEDGER_PRIVATE_KEY", None)
+        sub = ledger.get_submission(1, org.address)
+        # The member encoded its rows with the federation's merged normaliser, not one fitted on its own rows.
+        merged, _ = load_dataset("nsl-kdd", files[0], None, test_fraction=0.0, normaliser=Normaliser.from_dict(desc.normaliser))
+        own, _ = load_dataset("nsl-kdd", files[0], None, test_fraction=0.0)
+        assert sub is not None and sub.num_samples == len(merged)
+        assert not np.allclose(merged.features, own.features)

@@ -47,7 +47,9 @@ def _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor=None, 
 
 
 def deploy(
-    validation: Path = typer.Option(None, "--validation", help="Public validation set (a fedledger flow set file). Default: synthetic."),
+    validation: Path = typer.Option(None, "--validation", help="Public validation set (a flow set, or a raw file with --validation-format). Default: synthetic."),
+    validation_format: str = typer.Option("flowset", "--validation-format", help=f"One of {', '.join(DATA_FORMATS)}."),
+    stats: list[Path] = typer.Option(None, "--stats", help="A member's statistics file (repeat for every member): fixes the normalisation."),
     name: str = typer.Option("fedledger", "--name", help="Federation name (goes into the descriptor)."),
     min_updates: int = typer.Option(1, "--min-updates", help="Quorum: updates needed to finalise a round."),
     strategy: str = typer.Option("fedavg", "--strategy", help="Aggregation strategy: fedavg, fedavgm, fedadam."),
@@ -65,6 +67,8 @@ def deploy(
     key_env: str = KeyEnvOpt,
 ) -> None:
     """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
+    from fedledger.config import ConfigError
+    from fedledger.data import load_dataset, schema_for
     from fedledger.data.synthetic import generate
     from fedledger.federation import load_flowset
     from fedledger.setup_federation import create_federation
@@ -72,11 +76,26 @@ def deploy(
     cfg = _chain(config, rpc_url, None, chain_id, store, ipfs_api)
     account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
     st = open_configured_store(cfg)
-    data = load_flowset(validation.read_bytes()) if validation else generate(4000, seed + 7919)
+    normaliser = None
+    if stats:
+        from fedledger.data.schema import LocalStats, Normaliser, merge
+
+        schema = schema_for(validation_format)
+        merged = merge(LocalStats.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in stats)
+        normaliser = Normaliser.from_stats(schema, merged)
+    if validation is None:
+        data = generate(4000, seed + 7919)
+    elif validation_format == "flowset":
+        data = load_flowset(validation.read_bytes())
+    else:
+        if normaliser is None:
+            raise ConfigError("a raw validation file needs the members' --stats to fix its normalisation")
+        data, _ = load_dataset(validation_format, validation, None, test_fraction=0.0, normaliser=normaliser)
     fed = create_federation(
         rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
         hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
         seed=seed, coordinator=coordinator, expected_chain_id=cfg.chain.chain_id,
+        normaliser=normaliser.to_dict() if normaliser is not None else None,
     )  # fmt: skip
     cfg = cfg.with_overrides(chain={"ledger": fed.ledger.address}, federation={"descriptor": fed.descriptor_cid})
     if out:
@@ -200,7 +219,7 @@ def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN20
     """Read an organisation's flows in the federation's encoding."""
     from fedledger.federation import load_flowset
 
-    if data_format == "flowset":
+    if data_format == "flowset" or path.suffix == ".flowset":
         from fedledger.data.errors import DataError
 
         try:
@@ -208,14 +227,37 @@ def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN20
         except OSError as exc:
             raise DataError(f"cannot read flow file {path}: {exc.strerror}") from None
         return load_flowset(blob, desc.spec)
+    from fedledger.config import ConfigError
     from fedledger.data import load_dataset  # the loaders apply the format's schema
+    from fedledger.data.schema import Normaliser
 
     if data_format not in DATA_FORMATS:
-        from fedledger.config import ConfigError
-
         raise ConfigError(f"unknown data format {data_format!r}", hint=f"use one of {', '.join(DATA_FORMATS)}")
-    train, _ = load_dataset(data_format, path, None, test_fraction=0.0)
+    if desc.normaliser is None:
+        raise ConfigError(
+            f"this federation fixed no normalisation for raw {data_format} files",
+            hint="its admin deploys with --stats from every member (`fedledger participant stats`), or members use flow sets",
+        )
+    # Never normalise from this party's own rows: the federation's normaliser comes from everyone's merged statistics.
+    train, _ = load_dataset(data_format, path, None, test_fraction=0.0, normaliser=Normaliser.from_dict(desc.normaliser))
     return train
+
+
+@participant_app.command("stats")
+def participant_stats(
+    data: Path = typer.Option(..., "--data", help="Local flow records in a raw format."),
+    data_format: str = typer.Option(..., "--data-format", help="nsl-kdd, unsw-nb15 or cicids2017."),
+    out: Path = typer.Option(..., "--out", help="Write the aggregate statistics (JSON) here."),
+) -> None:
+    """Aggregate statistics of local flows (count, sums, sums of squares) for the federation's normalisation.
+
+    Only these sums leave the organisation, never a row; the admin merges every member's file at deploy time.
+    """
+    from fedledger.data import local_stats
+
+    stats, report = local_stats(data_format, data)
+    out.write_text(json.dumps(stats.to_dict()), encoding="utf-8")
+    console.print(f"wrote statistics of {stats.count:,} flows ({report.skipped} rows skipped) to {out}")
 
 
 def _event_printer(enabled: bool):  # noqa: ANN202
