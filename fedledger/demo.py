@@ -22,6 +22,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from fedledger.cli.common import status_text
 from fedledger.errors import FedLedgerError
 
 ORG_NAMES = ("First Bank", "City Hospital", "SecureOps MSSP", "National CERT", "Telco One", "Health Net", "Pay Corp", "Grid Energy")
@@ -189,7 +190,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         timings: dict[str, float] = {}
         try:
             with console.status("waiting for the first round…") as status:
-                coordinator._on_event = lambda kind, info: (_show_event(console, kind, info), status.update(_status_text(kind, info)))  # noqa: E501
+                coordinator._on_event = lambda kind, info: (_show_event(console, kind, info), status.update(status_text(kind, info)))  # noqa: E501
                 outcomes = coordinator.run(rounds=opts.rounds)
         finally:
             for p in procs:
@@ -293,16 +294,6 @@ def _open_gas(ledger, round_id: int) -> int:  # noqa: ANN001
     except Exception:  # noqa: BLE001 - the gas column is informative; a missing value must not fail the demo
         return 0
     return 0
-
-
-def _status_text(kind: str, info: dict) -> str:
-    r = info.get("round", "")
-    return {
-        "opened": f"round {r}: open, waiting for updates",
-        "fetching": f"round {r}: fetching {info.get('count')} updates",
-        "aggregating": f"round {r}: validating, aggregating and scoring",
-        "finalized": f"round {r}: finalised",
-    }.get(kind, f"{kind} {r}")
 
 
 def _show_event(console: Console, kind: str, info: dict) -> None:

@@ -53,6 +53,8 @@ class SimulationConfig:
     lr: float = 5e-3
     mu: float = 0.0
     class_weights: str | None = "balanced"
+    optimizer: str = "adam"
+    absent_class_scale: float = 1.0
     hidden: tuple[int, ...] = (64, 32)
     seed: int = 0
     baselines: bool = False
@@ -136,6 +138,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             local = train_local(
                 spec, weights, data, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu,
                 seed=cfg.seed * 1_000_003 + rnd * 1009 + j, class_weights=cfg.class_weights,  # type: ignore[arg-type]
+                optimizer=cfg.optimizer, absent_class_scale=cfg.absent_class_scale,  # type: ignore[arg-type]
             )  # fmt: skip
             header = UpdateHeader(address, rnd, base_digest, spec.digest(), local.num_samples, 0, codec)
             ef = feedback[address]
@@ -166,7 +169,7 @@ def _baselines(cfg: SimulationConfig, spec: ModelSpec, train: Any, test: Any, or
     """Centralised (pooled data) and local-only models, trained for as many epochs as one party sees federated."""
     epochs = cfg.rounds * cfg.local_epochs
     init = init_model(spec, cfg.seed)
-    common = dict(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, class_weights=cfg.class_weights)
+    common = dict(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, class_weights=cfg.class_weights, optimizer=cfg.optimizer)
     notify("baseline", 0, len(orgs) + 1)
     central = train_local(spec, init, train, seed=cfg.seed + 7, **common)  # type: ignore[arg-type]
     out: dict[str, Any] = {"epochs": epochs, "centralised": evaluate(central.weights, spec, test), "local_only": []}

@@ -78,6 +78,7 @@ class ParticipantService:
         settings: TrainingSettings | None = None,
         poll_seconds: float = 0.5,
         on_event: Callable[[str, dict], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         if ledger.account is None:
             raise ParticipantError("the participant needs a signing key", hint="pass --keystore or set FEDLEDGER_PRIVATE_KEY")
@@ -101,6 +102,7 @@ class ParticipantService:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ef_path = self.state_dir / "error-feedback.safetensors"
         self._on_event = on_event or (lambda kind, info: None)
+        self._on_progress = on_progress
 
     # -- one round -------------------------------------------------------------------------
     def _error_feedback(self) -> ErrorFeedback:
@@ -145,7 +147,7 @@ class ParticipantService:
         s = self.settings
         result = train_local(
             spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
-            seed=self.round_seed(round_id),
+            seed=self.round_seed(round_id), progress=self._on_progress,
         )  # fmt: skip
         t_train = time.perf_counter() - t1
 

@@ -74,11 +74,16 @@ def train_local(
     seed: int = 0,
     class_weights: Literal["balanced", "sqrt"] | None = "balanced",
     optimizer: Literal["adam", "sgd"] = "adam",
+    absent_class_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> LocalResult:
     """Train from ``base_weights`` on ``data`` (a ``FlowDataset``); return the delta and local metrics.
 
     ``mu`` is FedProx's proximal coefficient (0 = plain FedAvg local training).
+    ``absent_class_scale`` < 1 is FedRS's restricted softmax (Li & Zhan, KDD 2021):
+    the logits of classes this party has no examples of are scaled by it during
+    local training, so a party that never sees an attack family does not teach
+    the shared model to rule that family out (1 = ordinary softmax).
     ``progress(step, total_steps)`` is called after each optimiser step.
     """
     n = len(data.labels)
@@ -90,8 +95,11 @@ def train_local(
             f"(width {spec.input_dim}, classes {spec.classes})",
             hint="encode the data with the federation's feature schema",
         )
-    if epochs < 1 or batch_size < 1 or not lr > 0 or mu < 0:
-        raise TrainingError(f"need epochs >= 1, batch_size >= 1, lr > 0, mu >= 0; got {epochs}, {batch_size}, {lr}, {mu}")
+    if epochs < 1 or batch_size < 1 or not lr > 0 or mu < 0 or not 0 <= absent_class_scale <= 1:
+        raise TrainingError(
+            "need epochs >= 1, batch_size >= 1, lr > 0, mu >= 0, 0 <= absent_class_scale <= 1; "
+            f"got {epochs}, {batch_size}, {lr}, {mu}, {absent_class_scale}"
+        )
     x_all = torch.from_numpy(np.ascontiguousarray(data.features, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
     with _single_thread(), torch.random.fork_rng(devices=[]):
@@ -107,6 +115,9 @@ def train_local(
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         else:
             raise TrainingError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        present = np.bincount(data.labels, minlength=len(spec.classes)) > 0
+        logit_scale = torch.from_numpy(np.where(present, 1.0, absent_class_scale).astype(np.float32))
+        restrict = absent_class_scale != 1.0 and not present.all()
         gen = torch.Generator().manual_seed(seed)
         steps_per_epoch = -(-n // batch_size)
         total, step = epochs * steps_per_epoch, 0
@@ -118,7 +129,8 @@ def train_local(
                 idx = order[start : start + batch_size]
                 xb, yb = x_all[idx], y_all[idx]
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
+                logits = model(xb)
+                loss = loss_fn(logits * logit_scale if restrict else logits, yb)
                 if mu > 0:
                     prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors))
                     loss = loss + (mu / 2.0) * prox

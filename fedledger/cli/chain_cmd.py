@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -26,6 +27,7 @@ from fedledger.cli.common import (
     require,
     resolve_config,
     setup_logging,
+    status_text,
 )
 from fedledger.config import dump_config
 from fedledger.keys import load_account
@@ -157,14 +159,29 @@ def coordinator_run(
     )  # fmt: skip
     account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
     f = cfg.federation
-    service = CoordinatorService(
-        attach_ledger(cfg, account), open_configured_store(cfg), require(f.descriptor, "federation descriptor", "--descriptor"),
-        settings=CoordinatorSettings(f.round_seconds, f.fetch_timeout, f.fetch_workers, f.poll_seconds),
-        on_event=_event_printer(events),
-    )  # fmt: skip
-    outcomes = service.run(rounds=rounds if rounds is not None else f.rounds)
+    with console.status("starting", spinner="dots") as status:
+        def show(kind: str, info: dict) -> None:
+            if events:
+                _event_printer(True)(kind, info)
+            elif kind in ("finalized", "aborted"):
+                console.print(f"round {info['round']}: {kind} {info.get('manifest') or info.get('reason') or ''}")
+            else:
+                status.update(status_text(kind, info))
+
+        service = CoordinatorService(
+            attach_ledger(cfg, account), open_configured_store(cfg), require(f.descriptor, "federation descriptor", "--descriptor"),
+            settings=CoordinatorSettings(f.round_seconds, f.fetch_timeout, f.fetch_workers, f.poll_seconds),
+            on_event=show,
+        )  # fmt: skip
+        outcomes = service.run(rounds=rounds if rounds is not None else f.rounds)
+    table = Table(title="rounds")
+    for col in ("round", "outcome", "accepted", "rejected", "gas"):
+        table.add_column(col)
     for o in outcomes:
-        console.print(f"round {o.round_id}: {'finalised' if o.finalized else 'aborted: ' + str(o.reason)}")
+        acc = sum(v.accepted for v in o.result.verdicts) if o.result else 0
+        rej = len(o.result.verdicts) - acc if o.result else 0
+        table.add_row(str(o.round_id), "finalised" if o.finalized else f"aborted: {o.reason}", str(acc), str(rej), f"{o.gas_used:,}")
+    console.print(table)
 
 
 @participant_app.command("run")
@@ -206,13 +223,46 @@ def participant_run(
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
     local = load_local_flows(data, data_format, desc)
     t = cfg.training
-    service = ParticipantService(
-        attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
-        settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, CodecParams.parse(codec)),
-        poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events),
-    )  # fmt: skip
-    done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
+    with _progress(enabled=not events) as (on_event, on_progress):
+        service = ParticipantService(
+            attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
+            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, CodecParams.parse(codec)),
+            poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events) if events else on_event,
+            on_progress=on_progress,
+        )  # fmt: skip
+        done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
     console.print(f"submitted to {len(done)} round(s)")
+
+
+@contextmanager
+def _progress(enabled: bool):  # noqa: ANN202
+    """Rich progress bars for a participant's training and upload (off when --events is machine output)."""
+    if not enabled:
+        yield (lambda kind, info: None), None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+        transient=False,
+    ) as bar:  # fmt: skip
+        task = {"id": None}
+
+        def on_event(kind: str, info: dict) -> None:
+            if kind == "train":
+                task["id"] = bar.add_task(f"round {info['round']}: training on {info['records']:,} flows", total=None)
+            elif kind == "submit":
+                bar.console.print(f"round {info['round']}: uploaded {info['bytes']:,} bytes as {info['cid']}")
+            elif kind == "submitted":
+                bar.console.print(f"round {info['round_id']}: submitted (gas {info['gas_used']:,})")
+            elif kind in ("retry", "skipped"):
+                bar.console.print(f"[yellow]{kind}: {info.get('error')}")
+
+        def on_progress(step: int, total: int) -> None:
+            if task["id"] is not None:
+                bar.update(task["id"], completed=step, total=total)
+
+        yield on_event, on_progress
 
 
 def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN201

@@ -56,3 +56,14 @@ def setup_logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+
+
+def status_text(kind: str, info: dict) -> str:
+    """One line saying where the coordinator is in a round."""
+    r = info.get("round", "")
+    return {
+        "opened": f"round {r}: open, waiting for updates",
+        "fetching": f"round {r}: fetching {info.get('count')} updates",
+        "aggregating": f"round {r}: validating, aggregating and scoring",
+        "finalized": f"round {r}: finalised",
+    }.get(kind, f"{kind} {r}")
