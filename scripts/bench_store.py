@@ -72,8 +72,10 @@ def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     size = os.path.getsize(src)
     result: dict = {}
-    if op == "get":
+    if op in ("put", "get"):
+        # Creating a store (its shard directories) is a one-time cost, not a put's.
         store = EmbeddedStore(work, sync=sync)
+    if op == "get":
         _drop_cache(Path(work))
     with open(src, "rb", buffering=0) as fh:
         t0 = time.perf_counter()
@@ -98,7 +100,7 @@ def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
             os.fsync(dfd)
             os.close(dfd)
         elif op == "put":
-            result["out"] = EmbeddedStore(work, sync=sync).put(fh)
+            result["out"] = store.put(fh)
         elif op == "get":
             sink = _HashSink()
             store.get_to(cid, sink)

@@ -240,7 +240,7 @@ def test_store_under_a_regular_file_is_not_writable(tmp_path) -> None:
 
 def _chattr(flag: str, path: Path) -> bool:
     try:
-        return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+        return subprocess.run(["chattr", "-R", flag, str(path)], capture_output=True).returncode == 0
     except FileNotFoundError:
         return False
 
