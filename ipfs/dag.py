@@ -14,7 +14,9 @@ above, and a layer holding a single node is the root).
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, NamedTuple, Protocol
 
 from multiformats import CID, multihash
@@ -48,11 +50,12 @@ class DagBuilder:
     def file_size(self) -> int:
         return self._file_size
 
-    def add_chunk(self, chunk: bytes | memoryview) -> None:
+    def add_chunk(self, chunk: bytes | memoryview, digest: bytes | None = None) -> None:
+        """Append the next chunk; ``digest`` is its leaf block's sha256 if already computed."""
         n = len(chunk)
         if n == 0 or n > CHUNK_SIZE:
             raise ValueError(f"a chunk holds 1..{CHUNK_SIZE} bytes, got {n}")
-        link = self._leaf(chunk)
+        link = self._leaf(chunk, digest)
         self._file_size += n
         self._chunks += 1
         self._push(0, link)
@@ -82,12 +85,9 @@ class DagBuilder:
             self._layers[level] = []
             self._push(level + 1, node)
 
-    def _leaf(self, chunk: bytes | memoryview) -> Link:
+    def _leaf(self, chunk: bytes | memoryview, digest: bytes | None = None) -> Link:
         prefix, suffix = leaf_parts(len(chunk))
-        h = hashlib.sha256(prefix)
-        h.update(chunk)
-        h.update(suffix)
-        mh = SHA2_256_PREFIX + h.digest()
+        mh = SHA2_256_PREFIX + (digest if digest is not None else leaf_digest(chunk))
         size = len(prefix) + len(chunk) + len(suffix)
         if self._sink is not None:
             self._sink.put_parts(mh, (prefix, chunk, suffix), size)
@@ -140,13 +140,66 @@ def iter_chunks(data: bytes | bytearray | memoryview | BinaryIO) -> Iterator[byt
             return
 
 
-def build(data: bytes | bytearray | memoryview | BinaryIO, sink: BlockSink | None = None) -> tuple[str, Link]:
-    """Chunk and link ``data``; returns (root CIDv0 string, root link)."""
+def leaf_digest(chunk: bytes | memoryview) -> bytes:
+    """sha256 of the leaf block holding ``chunk``, hashed in place (no joined copy)."""
+    prefix, suffix = leaf_parts(len(chunk))
+    h = hashlib.sha256(prefix)
+    h.update(chunk)
+    h.update(suffix)
+    return h.digest()
+
+
+HASH_WORKERS = 2
+# Inputs up to this many chunks are hashed inline: starting threads and waking
+# them costs more than it saves on a few chunks.
+INLINE_CHUNKS = 16
+
+
+def build(
+    data: bytes | bytearray | memoryview | BinaryIO,
+    sink: BlockSink | None = None,
+    *,
+    workers: int = HASH_WORKERS,
+) -> tuple[str, Link]:
+    """Chunk and link ``data``; returns (root CIDv0 string, root link).
+
+    Leaves are hashed on ``workers`` threads (hashlib releases the GIL), a few
+    chunks ahead of the builder, which still takes them strictly in order; at most
+    ``2 × workers + 1`` chunks are held at once.
+    """
     builder = DagBuilder(sink)
-    for chunk in iter_chunks(data):
-        builder.add_chunk(chunk)
+    chunks = iter_chunks(data)
+    if workers <= 1:
+        for chunk in chunks:
+            builder.add_chunk(chunk)
+    else:
+        _build_parallel(builder, chunks, workers)
     root = builder.finish()
     return cidv0_from_multihash(root.multihash), root
+
+
+def _build_parallel(builder: DagBuilder, chunks: Iterator[bytes | memoryview], workers: int) -> None:
+    pending: deque[tuple[bytes | memoryview, Future[bytes] | None]] = deque()
+    pool: ThreadPoolExecutor | None = None
+    inline = INLINE_CHUNKS
+    try:
+        for chunk in chunks:
+            if pool is None:
+                if inline > 0:
+                    inline -= 1
+                    builder.add_chunk(chunk)
+                    continue
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="fedledger-hash")
+            pending.append((chunk, pool.submit(leaf_digest, chunk)))
+            while len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                builder.add_chunk(done, future.result() if future is not None else None)
+        while pending:
+            done, future = pending.popleft()
+            builder.add_chunk(done, future.result() if future is not None else None)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- reading ----------------------------------------------------------------

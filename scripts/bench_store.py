@@ -69,7 +69,6 @@ def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
     from ipfs.dag import build
     from ipfs.embedded import EmbeddedStore
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     size = os.path.getsize(src)
     result: dict = {}
     if op in ("put", "get"):
@@ -78,6 +77,8 @@ def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
     if op == "get":
         _drop_cache(Path(work))
     with open(src, "rb", buffering=0) as fh:
+        usage_before = resource.getrusage(resource.RUSAGE_SELF)
+        rss_before = usage_before.ru_maxrss
         t0 = time.perf_counter()
         if op == "sha256":
             h = hashlib.sha256()
@@ -108,7 +109,10 @@ def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
         else:
             raise SystemExit(f"unknown op {op}")
         elapsed = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
+        cpu_user=usage.ru_utime - usage_before.ru_utime,
+        cpu_sys=usage.ru_stime - usage_before.ru_stime,
         op=op,
         seconds=elapsed,
         mib_s=size / elapsed / (1 << 20),
@@ -195,7 +199,10 @@ def bench_size(size: int, scratch: Path, repeat: int, sync: str) -> dict[str, li
 
 def report(all_results: dict[int, dict[str, list[dict]]]) -> bool:
     ok = True
-    header = f"| {'size':>7} | {'operation':<10} | {'MiB/s':>7} | {'vs floor':>15} | {'target':>8} | {'peak RSS':>9} | met |"
+    header = (
+        f"| {'size':>7} | {'operation':<10} | {'MiB/s':>7} | {'vs floor':>19} | {'target':>15} "
+        f"| {'peak RSS':>10} | {'CPU user+sys s':>14} | met |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for size, results in all_results.items():
@@ -216,9 +223,16 @@ def report(all_results: dict[int, dict[str, list[dict]]]) -> bool:
                 target = (target + f", <{MEMORY_LIMIT_MIB} MiB").lstrip(", ")
                 met = ("yes" if (met in ("", "yes") and mem_ok) else "NO")
                 ok &= mem_ok
-            print(f"| {human(size):>7} | {op:<10} | {med[op]:7.0f} | {vs:>15} | {target:>8} | {peak:6.1f} MiB | {met:^3} |")
+            cpu_u = statistics.median(r["cpu_user"] for r in results[op])
+            cpu_s = statistics.median(r["cpu_sys"] for r in results[op])
+            cpu = f"{cpu_u:.3f}+{cpu_s:.3f}"
+            print(
+                f"| {human(size):>7} | {op:<10} | {med[op]:7.0f} | {vs:>19} | {target:>15} "
+                f"| {peak:6.1f} MiB | {cpu:>14} | {met:^3} |"
+            )
     base = min(r["base_rss_mib"] for res in all_results.values() for runs in res.values() for r in runs)
     print(f"\nPeak RSS is the whole child process; the interpreter with the store imported starts at ~{base:.0f} MiB.")
+    print("CPU is the child's user+sys seconds for the operation (median), all threads.")
     return ok
 
 
