@@ -90,8 +90,13 @@ class Strategy(ABC):
         return {}
 
     @abstractmethod
-    def _apply(self, base: Mapping[str, np.ndarray], mean: dict[str, np.ndarray], state: StrategyState) -> tuple[Weights, StrategyState]:
-        """Turn the float64 weighted-mean delta into new weights and state; may overwrite ``mean``."""
+    def _apply(
+        self, base: Mapping[str, np.ndarray], total: dict[str, np.ndarray], weight: float, state: StrategyState
+    ) -> tuple[Weights, StrategyState]:
+        """New weights and state from the float64 weighted sum ``total`` (Σ w_i·Δ_i) and ``weight`` (Σ w_i).
+
+        May overwrite ``total``.
+        """
 
     def aggregate(
         self,
@@ -103,8 +108,8 @@ class Strategy(ABC):
         if state is None or not state:
             state = self.initial_state(base)
         self._check_state(base, state)
-        mean = weighted_mean_delta(base, updates, self.effective_weight)
-        return self._apply(base, mean, state)
+        total, weight = weighted_sum(base, updates, self.effective_weight)
+        return self._apply(base, total, weight, state)
 
     def _check_state(self, base: Mapping[str, np.ndarray], state: StrategyState) -> None:
         expected = self.initial_state(base)
@@ -139,12 +144,13 @@ def _canonical_json(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def weighted_mean_delta(
+def weighted_sum(
     base: Mapping[str, np.ndarray], updates: Iterable[WeightedUpdate], weight_of: Any
-) -> dict[str, np.ndarray]:
-    """Σ w_i·Δ_i / Σ w_i in float64, streaming over ``updates`` in their given (address) order."""
+) -> tuple[dict[str, np.ndarray], float]:
+    """(Σ w_i·Δ_i in float64, Σ w_i), streaming over ``updates`` in their given (address) order."""
     names = sorted(base)
-    acc = {k: np.zeros(int(np.prod(base[k].shape)), dtype=np.float64) for k in names}
+    # np.empty, not zeros: the first update is written, not added (no pass over zeros).
+    acc = {k: np.empty(int(np.prod(base[k].shape)), dtype=np.float64) for k in names}
     tmp = np.empty(_CHUNK, dtype=np.float64)
     total = 0.0
     count = 0
@@ -175,6 +181,9 @@ def weighted_mean_delta(
                     f"update from {update.participant}: tensor {k!r} has shape {tuple(x.shape)}, model has {tuple(base[k].shape)}"
                 )
             xf, a = _flat(x), acc[k]
+            if count == 0:
+                np.multiply(xf, w, out=a)
+                continue
             for s in _chunks(a.size):
                 t = tmp[: s.stop - s.start]
                 np.multiply(xf[s], w, out=t)
@@ -184,14 +193,26 @@ def weighted_mean_delta(
         del update, x, xf
     if count == 0:
         raise AggregationError("no updates to aggregate", hint="a round needs at least one accepted update (check quorum)")
-    inv = np.float64(total)
-    for k in names:
-        np.divide(acc[k], inv, out=acc[k])
-    return {k: acc[k].reshape(base[k].shape) for k in names}
+    return {k: acc[k].reshape(base[k].shape) for k in names}, total
 
 
-def _base_plus(base: Mapping[str, np.ndarray], step: dict[str, np.ndarray], scale: float | None = None) -> Weights:
-    """float32(base + scale·step), computed in float64 chunk by chunk."""
+def weighted_mean_delta(
+    base: Mapping[str, np.ndarray], updates: Iterable[WeightedUpdate], weight_of: Any
+) -> dict[str, np.ndarray]:
+    """Σ w_i·Δ_i / Σ w_i in float64 (see :func:`weighted_sum`)."""
+    return _divide(*weighted_sum(base, updates, weight_of))
+
+
+def _divide(total: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
+    for k in total:
+        np.divide(total[k], np.float64(weight), out=total[k])
+    return total
+
+
+def _base_plus(
+    base: Mapping[str, np.ndarray], step: dict[str, np.ndarray], scale: float | None = None, divisor: float | None = None
+) -> Weights:
+    """float32(base + scale·step) or float32(base + step / divisor), in float64, chunk by chunk."""
     out: Weights = {}
     for k in sorted(base):
         b, st = _flat(base[k]), _flat(step[k])
@@ -199,7 +220,10 @@ def _base_plus(base: Mapping[str, np.ndarray], step: dict[str, np.ndarray], scal
         tmp = np.empty(min(_CHUNK, b.size), dtype=np.float64)
         for s in _chunks(b.size):
             t = tmp[: s.stop - s.start]
-            if scale is None:
+            if divisor is not None:
+                np.divide(st[s], np.float64(divisor), out=t)
+                np.add(t, b[s], out=t)
+            elif scale is None:
                 np.add(st[s], b[s], out=t)
             else:
                 np.multiply(st[s], np.float64(scale), out=t)
@@ -222,8 +246,9 @@ class FedAvg(Strategy):
     def params(self) -> dict[str, Any]:
         return {"sample_cap": self.sample_cap}
 
-    def _apply(self, base, mean, state):  # type: ignore[no-untyped-def]
-        return _base_plus(base, mean), {}
+    def _apply(self, base, total, weight, state):  # type: ignore[no-untyped-def]
+        # The division by Σw is folded into the final pass: one pass over the sum instead of two.
+        return _base_plus(base, total, divisor=weight), {}
 
 
 class FedAvgM(Strategy):
@@ -243,7 +268,8 @@ class FedAvgM(Strategy):
     def initial_state(self, base):  # type: ignore[no-untyped-def]
         return {f"momentum/{k}": np.zeros(base[k].shape, dtype=np.float32) for k in sorted(base)}
 
-    def _apply(self, base, mean, state):  # type: ignore[no-untyped-def]
+    def _apply(self, base, total, weight, state):  # type: ignore[no-untyped-def]
+        mean = _divide(total, weight)
         new_state: StrategyState = {}
         for k in sorted(base):
             v = _flat(mean[k])  # float64, reused in place as the new momentum
@@ -289,7 +315,8 @@ class FedAdam(Strategy):
             state[f"v/{k}"] = np.zeros(base[k].shape, dtype=np.float32)
         return state
 
-    def _apply(self, base, mean, state):  # type: ignore[no-untyped-def]
+    def _apply(self, base, total, weight, state):  # type: ignore[no-untyped-def]
+        mean = _divide(total, weight)
         new_state: StrategyState = {}
         b1, c1 = np.float64(self.beta1), np.float64(1.0 - self.beta1)
         b2, c2 = np.float64(self.beta2), np.float64(1.0 - self.beta2)

@@ -107,3 +107,19 @@ def test_evaluate_model_and_weights_agree(data) -> None:  # type: ignore[no-unty
     other = ModelSpec(spec.schema_id, spec.input_dim, spec.hidden, tuple(reversed(spec.classes)))
     with pytest.raises(EvaluationError, match="classes"):
         evaluate(init_model(other, 0), other, test)
+
+
+def test_restricted_softmax_leaves_absent_classes_untouched(data) -> None:  # type: ignore[no-untyped-def]
+    train, _ = data
+    spec = _spec(train)
+    base = init_model(spec, 0)
+    only_dos = train.subset(np.flatnonzero(train.labels <= 1))
+    last = f"layers.{len(spec.hidden):02d}"
+    restricted = train_local(spec, base, only_dos, epochs=1, seed=2, absent_class_scale=0.0).delta
+    ordinary = train_local(spec, base, only_dos, epochs=1, seed=2).delta
+    for name in (f"{last}.weight", f"{last}.bias"):
+        assert np.all(restricted[name][2:] == 0.0)  # classes 2.. never occur locally: no gradient reaches them
+        assert np.any(restricted[name][:2] != 0.0)
+        assert np.any(ordinary[name][2:] != 0.0)
+    with pytest.raises(TrainingError, match="absent_class_scale"):
+        train_local(spec, base, only_dos, absent_class_scale=1.5)
