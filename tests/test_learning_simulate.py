@@ -75,12 +75,13 @@ def test_cli_writes_the_json(tmp_path, capsys) -> None:  # type: ignore[no-untyp
     code = main([
         "simulate", "--dataset", "synthetic", "--records", "2000", "--participants", "2", "--split", "dirichlet:0.5",
         "--rounds", "2", "--codec", "int8:256", "--strategy", "fedadam", "--strategy-param", "eta=0.01",
-        "--hidden", "16", "--json", str(out),
+        "--hidden", "16", "--class-weights", "sqrt", "--absent-class-scale", "0", "--json", str(out),
     ])  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
     assert len(result["rounds"]) == 2 and result["config"]["split"] == "dirichlet:0.5"
     assert result["strategy"]["name"] == "fedadam" and result["codec"]["block"] == 256
+    assert result["config"]["class_weights"] == "sqrt" and result["config"]["absent_class_scale"] == 0.0
 
 
 def test_cli_reports_bad_options(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -90,5 +91,6 @@ def test_cli_reports_bad_options(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert main(["simulate", "--dataset", "nsl-kdd", "--json", str(out)]) == 1
     assert "--train" in capsys.readouterr().err
     assert main(["simulate", "--hidden", "a,b", "--json", str(out)]) == 1
+    assert main(["simulate", "--class-weights", "inverse", "--json", str(out)]) == 1
     assert main(["simulate", "--strategy-param", "eta", "--json", str(out)]) == 1
     assert not out.exists()

@@ -46,6 +46,10 @@ def simulate(
     batch_size: int = typer.Option(256, "--batch-size"),
     lr: float = typer.Option(5e-3, "--lr", help="Local learning rate (Adam)."),
     mu: float = typer.Option(0.0, "--mu", help="FedProx proximal coefficient (0 = FedAvg)."),
+    class_weights: str = typer.Option("balanced", "--class-weights", help="balanced | sqrt | none"),
+    absent_class_scale: float = typer.Option(
+        1.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+    ),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes, comma-separated."),
     seed: int = typer.Option(0, "--seed"),
     baselines: bool = typer.Option(False, "--baselines", help="Also train centralised and local-only baselines."),
@@ -58,6 +62,8 @@ def simulate(
         raise FedLedgerError(f"unknown data set {dataset!r}", hint=f"use one of {', '.join(DATASETS)}")
     if dataset != "synthetic" and train is None:
         raise FedLedgerError(f"--dataset {dataset} needs --train FILE", hint="e.g. --train KDDTrain+_20Percent.txt")
+    if class_weights not in ("balanced", "sqrt", "none"):
+        raise FedLedgerError(f"--class-weights {class_weights!r} is not balanced, sqrt or none")
     try:
         hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
@@ -66,7 +72,8 @@ def simulate(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
         strategy=strategy, strategy_params=_parse_strategy_params(strategy_param), local_epochs=local_epochs,
-        batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, seed=seed, baselines=baselines,
+        batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
+        class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
     )  # fmt: skip
     console = Console(stderr=True)
