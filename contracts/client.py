@@ -70,11 +70,12 @@ def as_account(key: KeyLike) -> LocalAccount:
         return key
     try:
         return Account.from_key(key)
-    except Exception as exc:  # eth-keys raises several types for a bad key
+    except Exception:  # eth-keys raises several types for a bad key
+        # `from None`: the original error may quote the key, and keys are never shown.
         raise errors.InvalidKey(
             "the private key is not a valid secp256k1 key (expected 32 bytes as 0x-prefixed hex)",
             hint="check the key file or environment variable it came from",
-        ) from None if isinstance(exc, Exception) else exc
+        ) from None
 
 
 def as_bytes32(value: bytes | str, what: str) -> bytes:
