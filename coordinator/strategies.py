@@ -175,8 +175,8 @@ def weighted_sum(
             raise AggregationError(f"update from {update.participant} has tensors {sorted(update.delta)}, expected {names}")
         w = np.float64(weight_of(update.num_samples))
         for k in names:
-            x = update.delta[k]
-            if tuple(x.shape) != tuple(base[k].shape):
+            x = np.asarray(update.delta[k])
+            if x.shape != tuple(base[k].shape):
                 raise AggregationError(
                     f"update from {update.participant}: tensor {k!r} has shape {tuple(x.shape)}, model has {tuple(base[k].shape)}"
                 )
