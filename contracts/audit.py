@@ -86,7 +86,13 @@ def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_
     scored = {e.args["participant"]: int(e.args["score"]) for e in events if e.name == "ContributionScored"}
     records = []
     for participant in ledger.submitters(round_id):
-        event = submitted[participant]
+        event = submitted.get(participant)
+        if event is None:
+            raise LedgerError(
+                f"no UpdateSubmitted log for {participant} in round {round_id} "
+                f"(blocks {info.opened_block}..{to_block}), though the contract lists it",
+                hint="the node may be pruning logs or still syncing; query an archive node",
+            )
         records.append(
             SubmissionRecord(
                 round_id=round_id,
@@ -99,7 +105,13 @@ def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_
                 tx_hash=event.tx_hash,
             )
         )
-    opened = next(e for e in events if e.name == "RoundOpened")
+    opened = next((e for e in events if e.name == "RoundOpened"), None)
+    if opened is None or set(submitted) != {r.participant for r in records}:
+        raise LedgerError(
+            f"the node's logs for round {round_id} (blocks {info.opened_block}..{to_block}) do not match "
+            "the contract's views",
+            hint="the node may be pruning logs or still syncing; query an archive node",
+        )
     closed = next((e for e in events if e.name in ("RoundFinalized", "RoundAborted")), None)
     return RoundRecord(
         info=info,
@@ -133,7 +145,12 @@ def participant_history(ledger: Ledger, participant: str, *, page_size: int = DE
             participant=address,
             page_size=page_size,
         )
-        submitted = next(e for e in events if e.name == "UpdateSubmitted")
+        submitted = next((e for e in events if e.name == "UpdateSubmitted"), None)
+        if submitted is None:
+            raise LedgerError(
+                f"no UpdateSubmitted log for {address} in round {round_id} at block {submission.block_number}",
+                hint="the node may be pruning logs or still syncing; query an archive node",
+            )
         score = next((int(e.args["score"]) for e in events if e.name == "ContributionScored"), None)
         records.append(
             SubmissionRecord(

@@ -57,6 +57,9 @@ class RpcUnavailable(LedgerError):
             hint=hint or "check that the node is running and the URL (scheme, host, port) is right",
         )
 
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.url, self.reason), {"hint": self.hint})
+
 
 class RpcError(LedgerError):
     """The node answered with an error the client does not know how to classify."""
@@ -116,6 +119,12 @@ class LedgerRevert(LedgerError):
         super().__init__(f"{function} reverted: {self.error}({shown}){where}", hint=hint or self.default_hint)
 
     default_hint: ClassVar[str | None] = None
+
+    def __reduce__(self):  # type: ignore[override]  # picklable across processes despite the signature
+        return (type(self), (self.function, self.args_dict), {"tx_hash": self.tx_hash, "error": self.error})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 def _show(value: Any) -> str:

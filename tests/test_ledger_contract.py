@@ -346,3 +346,17 @@ def test_every_custom_error_has_a_python_class_and_is_exercised():
     source = open(__file__).read()
     missing = [name for name in abi_errors if f"errors.{name})" not in source and f"errors.{name}," not in source]
     assert missing == []
+
+
+def test_revert_errors_survive_pickling(federation):
+    """Coordinators may hand errors across processes; the decoded values must survive."""
+    import pickle
+
+    rid = federation.open_round()
+    with pytest.raises(errors.RoundStillOpen) as exc:
+        federation.open_round()
+    copy = pickle.loads(pickle.dumps(exc.value))
+    assert type(copy) is errors.RoundStillOpen
+    assert (copy.roundId, copy.function, str(copy)) == (rid, "openRound", str(exc.value))
+    unavailable = pickle.loads(pickle.dumps(errors.RpcUnavailable("http://127.0.0.1:1", "refused")))
+    assert unavailable.url == "http://127.0.0.1:1" and "refused" in str(unavailable)
