@@ -313,18 +313,36 @@ def test_participant_killed_while_training_round_finalises_without_it(env: Env) 
 
 
 def test_services_continue_after_anvil_restarts_from_saved_state(tmp_path: Path) -> None:
+    import threading
+
     state = tmp_path / "anvil-state.json"
-    with LocalAnvil(accounts=8, state_path=state) as first:
+    first = LocalAnvil(accounts=8, state_path=state).start()
+    second = LocalAnvil(port=first.port, accounts=8, state_path=state)
+    try:
         env = _make_env(tmp_path, first)
         assert _run_round(env, [0, 1, 2]).finalized
-        port, address = first.port, env.ledger.address
-    with LocalAnvil(port=port, accounts=8, state_path=state) as second:
-        # Same URL, same contract: the services reconnect and carry on from chain state.
-        ledger = Ledger.attach(second.rpc_url, address, env.chain.accounts[0], expected_chain_id=second.chain_id)
-        env.chain, env.fed = second, Federation(ledger, *list(env.fed.__dict__.values())[1:])
-        assert ledger.current_round() == 1 and ledger.get_round(1).state == RoundState.FINALIZED
-        assert _run_round(env, [0, 1]).finalized
-        assert Auditor(ledger, env.store).audit().ok
+        coord = env.coordinator()
+        coord.step(None)  # round 2 opens
+        member = env.participant(0)
+        assert member.step() is not None
+        first.stop()  # the chain goes away with round 2 open; its state is saved
+        # The same service objects keep running: they retry while the node is down and carry on once it is back.
+        # (anvil is started from this thread: its parent-death signal is tied to the thread that forks it.)
+        member2, done = env.participant(1), []
+        worker = threading.Thread(target=lambda: done.extend(member2.run(rounds=1)), daemon=True)
+        worker.start()
+        time.sleep(2.0)
+        assert worker.is_alive() and not done  # still retrying against the dead node
+        second.start()
+        worker.join(timeout=120)
+        assert [d.round_id for d in done] == [2]
+        outcomes = coord.run(rounds=2)
+        assert [o.round_id for o in outcomes] == [2] and outcomes[0].finalized
+        assert env.ledger.get_round(1).state == RoundState.FINALIZED  # round 1 survived the restart
+        assert Auditor(env.ledger, env.store).audit().ok
+    finally:
+        second.stop()
+        first.stop()
 
 
 def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env) -> None:
