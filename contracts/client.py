@@ -720,7 +720,13 @@ class Ledger:
                     raise
                 slot.next += 1
                 break
-        return self._await(function, tx, "0x" + bytes(tx_hash).hex())
+        try:
+            return self._await(function, tx, "0x" + bytes(tx_hash).hex())
+        except errors.ReceiptTimeout:
+            # The node may have queued it behind a nonce gap (a rewound or restarted chain):
+            # ask the node again before the next send instead of trusting the counter.
+            slot.next = None
+            raise
 
     def _fees(self) -> dict[str, int]:
         # A quote is reused for a couple of seconds: maxFeePerGas allows for the base fee to
