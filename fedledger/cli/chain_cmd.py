@@ -30,12 +30,17 @@ from fedledger.cli.common import (
     status_text,
 )
 from fedledger.config import dump_config
-from fedledger.keys import load_account
 
 coordinator_app = typer.Typer(help="Run the off-chain coordinator.", no_args_is_help=True)
 participant_app = typer.Typer(help="Run a participant (one organisation).", no_args_is_help=True)
 
 DATA_FORMATS = ("flowset", "synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
+
+
+def _account(keystore, password_file, key_env):  # noqa: ANN001, ANN202
+    from fedledger.keys import load_account  # eth-account is slow to import; only commands that sign need it
+
+    return load_account(keystore=keystore, password_file=password_file, key_env=key_env)
 
 
 def _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor=None, **extra):  # noqa: ANN001, ANN202
@@ -76,7 +81,7 @@ def deploy(
     from fedledger.setup_federation import create_federation
 
     cfg = _chain(config, rpc_url, None, chain_id, store, ipfs_api)
-    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    account = _account(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     normaliser = None
     if stats:
@@ -125,7 +130,7 @@ def register(
 ) -> None:
     """Register an organisation (admin only)."""
     cfg = _chain(config, rpc_url, ledger, chain_id, None, None)
-    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    account = _account(keystore, password_file, key_env)
     tx = attach_ledger(cfg, account).register_participant(participant, name)
     console.print(f"registered {participant} ({name}); gas {tx.gas_used:,}")
 
@@ -157,7 +162,7 @@ def coordinator_run(
         config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor, round_seconds=round_seconds,
         fetch_timeout=fetch_timeout, fetch_workers=fetch_workers,
     )  # fmt: skip
-    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    account = _account(keystore, password_file, key_env)
     f = cfg.federation
     with console.status("starting", spinner="dots") as status:
         def show(kind: str, info: dict) -> None:
@@ -218,7 +223,7 @@ def participant_run(
     setup_logging(verbose)
     cfg = _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu})
-    account = load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+    account = _account(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
     local = load_local_flows(data, data_format, desc)
