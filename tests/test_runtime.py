@@ -367,6 +367,19 @@ def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env
     audited = _cli("audit", "--json", *env.common_args(), env=env.cli_env(None))
     assert audited.returncode == 0, audited.stderr
     assert json.loads(audited.stdout)["ok"] is True
+    queried = _cli("audit", "--json", *env.common_args(), "round", "1", env=env.cli_env(None))
+    assert queried.returncode == 0, queried.stderr
+    record = json.loads(queried.stdout)
+    assert record["audit"]["ok"] and len(record["record"]["submissions"]) == 3
+    history = _cli("audit", "--json", *env.common_args(), "participant", env.orgs[1].address, env=env.cli_env(None))
+    assert history.returncode == 0, history.stderr
+    record = json.loads(history.stdout)
+    assert [s["round_id"] for s in record["submissions"]] == [1]
+    assert record["total_score"] == env.ledger.get_submission(1, env.orgs[1].address).score
+    lineage = _cli("audit", "--json", *env.common_args(), "lineage", env=env.cli_env(None))
+    assert lineage.returncode == 0, lineage.stderr
+    steps = json.loads(lineage.stdout)["steps"]
+    assert [s["global_model"] for s in steps] == [digest_to_cid(env.ledger.get_round(1).global_model)]
 
     # Round 2 finalised by a dishonest coordinator: the right model and manifest, but inflated scores.
     coord = env.coordinator()
