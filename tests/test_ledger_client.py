@@ -9,6 +9,7 @@ import time
 
 import pytest
 from eth_account import Account
+from web3 import Web3
 
 from contracts import errors
 from contracts.anvil import LocalAnvil
@@ -257,3 +258,36 @@ def test_receipt_timeout_is_typed(deploy_ledger, anvil, accounts):
         anvil.rpc("evm_mine")
         anvil.rpc("evm_setAutomine", [True])
     assert ledger.coordinator() == accounts[1].address  # it was sent, just not yet mined
+
+
+def _deploy_reverter(anvil: LocalAnvil, account, payload: bytes) -> str:
+    """A contract whose every call reverts with ``payload`` as revert data."""
+    n = len(payload)
+    runtime = bytes([0x60, n, 0x60, 0x0C, 0x60, 0x00, 0x39, 0x60, n, 0x60, 0x00, 0xFD]) + payload
+    init = bytes([0x60, len(runtime), 0x60, 0x0C, 0x60, 0x00, 0x39, 0x60, len(runtime), 0x60, 0x00, 0xF3])
+    return _send_raw(anvil, account, "0x" + (init + runtime).hex())["contractAddress"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "shown"),
+    [
+        (bytes.fromhex("08c379a0") + (32).to_bytes(32, "big") + (4).to_bytes(32, "big") + b"nope".ljust(32, b"\0"),
+         "Error", "reason=nope"),
+        (bytes.fromhex("4e487b71") + (0x11).to_bytes(32, "big"), "Panic", "code=0x11"),
+        (bytes.fromhex("deadbeef"), "Revert", "data=0xdeadbeef"),
+    ],
+)
+def test_reverts_that_are_not_ledger_errors_are_still_typed(anvil, accounts, deploy_ledger, payload, error, shown):
+    """Code other than FederationLedger (reached only by skipping attach's checks) reverting with
+    a reason string, a panic or unknown data still gives a typed, readable error."""
+    reference = deploy_ledger()
+    address = Web3.to_checksum_address(_deploy_reverter(anvil, accounts[8], payload))
+    ledger = Ledger(
+        reference.w3, address, reference.chain_id, reference.rpc_url, accounts[0],
+        artifact=load_artifact(), receipt_timeout=10,
+    )
+    with pytest.raises(errors.UnknownRevert) as exc:
+        ledger.admin()
+    assert exc.value.error == error and f"admin reverted: {error}({shown})" in str(exc.value)
+    with pytest.raises(errors.UnknownRevert):
+        ledger.set_coordinator(accounts[1].address)
