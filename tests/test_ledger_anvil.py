@@ -57,6 +57,7 @@ def test_stops_when_the_block_raises(fault):
     assert not _alive(pid)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only (prctl)")
 def test_dies_with_its_parent_even_on_sigkill():
     code = (
         "from contracts.anvil import LocalAnvil\n"
