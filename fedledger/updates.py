@@ -50,6 +50,7 @@ MAX_BLOCK = 1 << 20
 MIN_BLOCK = 8
 # zstd's window bounds the decoder's memory regardless of what a frame claims.
 MAX_WINDOW = 1 << 27
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class InvalidUpdate(FedLedgerError):
@@ -354,6 +355,9 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
 
 def _zstd_frame_end(body: memoryview) -> int:
     """Byte length of the zstd frame at the start of ``body`` (walks the block headers; never decompresses)."""
+    if bytes(body[:4]) != ZSTD_MAGIC:
+        # Also refuses skippable frames, which a decoder would silently step over.
+        raise InvalidUpdate("zstd", f"update payload does not start with a zstd frame (starts with {bytes(body[:4])!r})")
     try:
         pos = zstandard.frame_header_size(bytes(body[:18]))
         params = zstandard.get_frame_parameters(bytes(body[:18]))

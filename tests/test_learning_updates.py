@@ -216,6 +216,8 @@ def test_frame_level_rejections() -> None:
     assert _reason(data + b"\0") == "trailing-bytes"
     assert _reason(data[:-3]) == "zstd"
     assert _reason(data[:HEADER_SIZE] + b"not zstd at all") == "zstd"
+    skippable = struct.pack("<II", 0x184D2A50, 4) + b"abcd"
+    assert _reason(data[:HEADER_SIZE] + skippable + data[HEADER_SIZE:]) == "zstd"
     assert _reason(_blob(header, raw + b"\0\0\0\0")) == "size-mismatch"
     assert _reason(_blob(header, raw[:-4])) == "size-mismatch"
     assert _reason(_blob(header, raw, write_content_size=False)) == "size-mismatch"
