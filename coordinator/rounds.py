@@ -21,8 +21,7 @@ from fedledger.federation import Descriptor, canonical_json
 from fedledger.metrics import evaluate
 from fedledger.model import ModelSpec, save_model_bytes
 from fedledger.updates import InvalidUpdate, decode_update
-from ipfs import cid_to_digest, digest_to_cid
-from ipfs.dag import build
+from ipfs import cid_to_digest, content_cid, digest_to_cid
 
 MANIFEST_FORMAT = "fedledger-manifest/1"
 
@@ -121,7 +120,7 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     spec = desc.spec
     strategy = strategy_of(desc)
     # The header binds the base model by the digest the chain records (its root block's sha2-256).
-    base_hex = cid_to_digest(_cid_of(inputs.base_model)).hex()
+    base_hex = cid_to_digest(content_cid(inputs.base_model)).hex()
     verdicts: list[Verdict] = []
     accepted: dict[str, dict[str, np.ndarray]] = {}
     samples: dict[str, int] = {}
@@ -163,11 +162,11 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
         "format": MANIFEST_FORMAT,
         "federation": inputs.descriptor_cid,
         "round": inputs.round_id,
-        "base_model": _cid_of(inputs.base_model),
-        "global_model": _cid_of(global_bytes),
+        "base_model": content_cid(inputs.base_model),
+        "global_model": content_cid(global_bytes),
         "strategy": {"name": strategy.name, "params": strategy.params()},
-        "state_in": _cid_of(inputs.state_in) if inputs.state_in else None,
-        "state_out": _cid_of(state_out) if state_out else None,
+        "state_in": content_cid(inputs.state_in) if inputs.state_in else None,
+        "state_out": content_cid(state_out) if state_out else None,
         "submissions": [
             {
                 "participant": s.participant,
@@ -189,11 +188,6 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
         "metrics": metrics,
     }
     return RoundResult(global_bytes, state_out, manifest, scores, verdicts, metrics)
-
-
-def _cid_of(data: bytes) -> str:
-    """The CID ``ipfs add`` gives ``data`` (computed, not stored)."""
-    return build(data)[0]
 
 
 def _round_floats(obj: Any) -> Any:

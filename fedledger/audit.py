@@ -30,8 +30,7 @@ from coordinator.service import fetch_update
 from fedledger.errors import FedLedgerError
 from fedledger.federation import Descriptor, InvalidDescriptor, load_flowset
 from fedledger.model import load_model_bytes
-from ipfs import ContentStore, StoreError, cid_to_digest, digest_to_cid
-from ipfs.dag import build
+from ipfs import ContentStore, StoreError, cid_to_digest, content_cid, digest_to_cid
 
 AVAILABILITY_REASONS = {"unavailable", "store-unavailable"}
 
@@ -77,10 +76,6 @@ class AuditReport:
         }
 
 
-def _cid(data: bytes) -> str:
-    return build(data)[0]
-
-
 def _json(data: bytes) -> dict[str, Any]:
     obj = json.loads(data)
     if not isinstance(obj, dict):
@@ -122,7 +117,7 @@ class Auditor:
 
     def check_genesis(self) -> list[str]:
         desc = self.descriptor()
-        expected = cid_to_digest(_cid(desc.genesis_model()))
+        expected = cid_to_digest(content_cid(desc.genesis_model()))
         chain = self.genesis_digest()
         if expected != chain:
             return [
@@ -216,7 +211,7 @@ class Auditor:
             v.ok = False
             return v, state_in
 
-        derived_global = cid_to_digest(_cid(result.global_model))
+        derived_global = cid_to_digest(content_cid(result.global_model))
         if derived_global != info.global_model:
             bad(f"global model: re-derived {digest_to_cid(derived_global)}, the chain records {v.global_model}")
         for sub, verdict in zip(subs, result.verdicts, strict=True):

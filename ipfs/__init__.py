@@ -25,6 +25,7 @@ __all__ = [
     "StoreNotWritable",
     "StoreUnavailable",
     "cid_to_digest",
+    "content_cid",
     "default_store_dir",
     "digest_to_cid",
     "open_store",
@@ -33,6 +34,13 @@ __all__ = [
 
 STORE_ENV = "FEDLEDGER_STORE"
 API_ENV = "IPFS_API"
+
+
+def content_cid(data: bytes) -> str:
+    """The CID ``ipfs add`` gives ``data``, computed without storing it (``ipfs add -n``)."""
+    from ipfs.dag import build
+
+    return build(data)[0]
 
 
 def default_store_dir() -> Path:

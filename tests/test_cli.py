@@ -148,6 +148,8 @@ def test_errors_are_one_readable_line_with_a_hint(tmp_path: Path) -> None:
     assert "11" * 32 not in done.stderr
     done = _cli("audit", "--rpc-url", "http://127.0.0.1:9", env=env)
     assert done.returncode == 1 and "no ledger address given" in done.stderr and "Traceback" not in done.stderr
+    usage = _cli("simulate", "--participants", "many", env=env)
+    assert usage.returncode == 2 and "--participants" in usage.stderr and "Traceback" not in usage.stderr
     debug = _cli("--debug", "audit", "--rpc-url", "http://127.0.0.1:9", env=env)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 

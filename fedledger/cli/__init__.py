@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer.Exit / click's exit inside commands
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except typer.Abort:
+        err_console.print("[red]aborted[/]")
+        return 1
+    except Exception as exc:  # usage errors and anything unexpected
+        # Usage errors (typer's vendored click exceptions) know how to show themselves; matched by
+        # behaviour because typer 0.29 no longer depends on the click package.
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("[red]aborted[/]")
-            return 1
+            return int(exc.exit_code)
         if debug:
             err_console.print_exception()
         else:

@@ -10,19 +10,10 @@ from rich.table import Table
 
 from fedledger.cli.common import (
     ApiOpt, ChainIdOpt, ConfigOpt, DescriptorOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console,
-    open_configured_store, resolve_config,
+    federation_config, open_configured_store,
 )  # fmt: skip
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
-
-
-def _cfg(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor):  # noqa: ANN001, ANN202
-    return resolve_config(
-        config,
-        chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
-        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
-        federation={"descriptor": descriptor},
-    )
 
 
 def _print_report(report) -> None:  # noqa: ANN001
@@ -52,7 +43,9 @@ def audit(
     descriptor: str = DescriptorOpt,
 ) -> None:
     """Re-derive every finalised round; exit 1 on any discrepancy, naming it."""
-    cfg = _cfg(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
+    cfg = federation_config(
+        config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api, descriptor=descriptor
+    )
     ctx.obj = {"cfg": cfg, "json": as_json}
     if ctx.invoked_subcommand is not None:
         return

@@ -23,9 +23,9 @@ from fedledger.cli.common import (
     StoreOpt,
     attach_ledger,
     console,
+    federation_config,
     open_configured_store,
     require,
-    resolve_config,
     setup_logging,
     status_text,
 )
@@ -44,13 +44,10 @@ def _account(keystore, password_file, key_env):  # noqa: ANN001, ANN202
 
 
 def _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor=None, **extra):  # noqa: ANN001, ANN202
-    fed = {"descriptor": descriptor, **extra}
-    return resolve_config(
-        config,
-        chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
-        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
-        federation=fed,
-    )
+    return federation_config(
+        config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api,
+        descriptor=descriptor, **extra,
+    )  # fmt: skip
 
 
 def deploy(

@@ -31,6 +31,25 @@ def resolve_config(config: Path | None, **overrides: dict[str, Any]) -> Config:
     return load_config(config).with_overrides(**overrides)
 
 
+def federation_config(
+    config: Path | None,
+    *,
+    rpc_url: str | None = None,
+    ledger: str | None = None,
+    chain_id: int | None = None,
+    store: Path | None = None,
+    ipfs_api: str | None = None,
+    **federation: Any,
+) -> Config:
+    """The TOML file (if any) with the common command-line options applied on top."""
+    return resolve_config(
+        config,
+        chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
+        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
+        federation=federation,
+    )
+
+
 def require(value: Any, what: str, flag: str) -> Any:
     if value in (None, ""):
         raise ConfigError(f"no {what} given", hint=f"pass {flag} or set it in the federation TOML (--config)")

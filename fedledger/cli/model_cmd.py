@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from fedledger.cli.common import (
-    ApiOpt, ChainIdOpt, ConfigOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console, open_configured_store,
-    resolve_config,
+    ApiOpt, ChainIdOpt, ConfigOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console, federation_config,
+    open_configured_store,
 )  # fmt: skip
 
 app = typer.Typer(help="Export the federation's models.", no_args_is_help=True)
@@ -32,10 +32,7 @@ def export(
     from fedledger.model import load_model_bytes
     from ipfs import digest_to_cid
 
-    cfg = resolve_config(
-        config, chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
-        store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
-    )  # fmt: skip
+    cfg = federation_config(config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api)
     led = attach_ledger(cfg)
     if round_id is None:
         digest = led.latest_model()
