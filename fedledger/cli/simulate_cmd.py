@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedledger.errors import FedLedgerError
-from fedledger.simulate import SimulationConfig, run_simulation
 
 DATASETS = ("synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 
@@ -68,6 +67,8 @@ def simulate(
         hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise FedLedgerError(f"--hidden {hidden!r} is not a comma-separated list of sizes", hint="e.g. --hidden 64,32") from None
+    from fedledger.simulate import SimulationConfig, run_simulation  # torch loads only when simulating
+
     cfg = SimulationConfig(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
