@@ -16,6 +16,21 @@ Layout (all integers little-endian)::
   120   4  quantisation block size (0 = one scale per tensor)
   124   .  one zstd frame holding the payload
 
+Version 2 is version 1 with a 38-byte DP section between the header and the
+zstd frame, present exactly when the participant trained under differential
+privacy: it declares the mechanism the claimed ``epsilon_milli`` comes from,
+so the coordinator and any auditor can recompute that epsilon (and compose
+a member's spend across rounds) instead of taking it on trust::
+
+  124   8  noise multiplier (float64)
+  132   8  sample rate (float64, in (0, 1])
+  140   4  steps (uint32)
+  144   8  clipping norm (float64)
+  152   8  delta (float64, in (0, 1))
+  160   1  level (0 = record-level DP-SGD, 1 = client-level update noising)
+  161   1  accountant (0 = RDP, 1 = PRV)
+  162   .  one zstd frame holding the payload
+
 The header is fixed-size binary rather than JSON so that there is exactly one
 encoding of each header and nothing to parse ambiguously on hostile input.
 The payload layout is fully determined by the model spec and the codec
@@ -29,6 +44,7 @@ only: float32, one per block of kept values), values (float32 or int8).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,8 +58,13 @@ from fedledger.model import ModelSpec
 
 MAGIC = b"FLUP"
 FORMAT_VERSION = 1
+DP_FORMAT_VERSION = 2  # FORMAT_VERSION plus the DP section
 _HEADER = struct.Struct("<4sH20sQ32s32sQQIBBI")
 HEADER_SIZE = _HEADER.size  # 124
+_DP_SECTION = struct.Struct("<ddIddBB")
+DP_SECTION_SIZE = _DP_SECTION.size  # 38
+DP_LEVELS = ("record", "client")
+DP_ACCOUNTANTS = ("rdp", "prv")
 QUANT_CODES = {"none": 0, "int8": 1}
 _QUANT_NAMES = {v: k for k, v in QUANT_CODES.items()}
 MAX_BLOCK = 1 << 20
@@ -58,7 +79,7 @@ class InvalidUpdate(FedLedgerError):
 
     Reason codes: ``too-large``, ``truncated``, ``magic``, ``version``, ``header``,
     ``spec-mismatch``, ``codec``, ``zstd``, ``size-mismatch``, ``trailing-bytes``,
-    ``indices``, ``scales``, ``values``, ``non-finite``, ``shape-mismatch``.
+    ``indices``, ``scales``, ``values``, ``non-finite``, ``shape-mismatch``, ``dp-section``.
     """
 
     def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
@@ -128,6 +149,60 @@ class CodecParams:
 
 
 @dataclass(frozen=True)
+class DPParams:
+    """The DP mechanism behind an update's epsilon: enough to recompute it with the same accountant."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    clip_norm: float
+    delta: float
+    level: str = "record"
+    accountant: str = "rdp"
+
+    def __post_init__(self) -> None:
+        def finite_pos(v: object) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+        problems = []
+        if not finite_pos(self.noise_multiplier):
+            problems.append(f"noise multiplier {self.noise_multiplier!r} is not a finite number > 0")
+        if not (finite_pos(self.sample_rate) and self.sample_rate <= 1):
+            problems.append(f"sample rate {self.sample_rate!r} is not in (0, 1]")
+        if type(self.steps) is not int or not 1 <= self.steps < 2**32:
+            problems.append(f"steps {self.steps!r} is not an integer in 1..2^32-1")
+        if not finite_pos(self.clip_norm):
+            problems.append(f"clipping norm {self.clip_norm!r} is not a finite number > 0")
+        if not (finite_pos(self.delta) and self.delta < 1):
+            problems.append(f"delta {self.delta!r} is not in (0, 1)")
+        if self.level not in DP_LEVELS:
+            problems.append(f"level {self.level!r} is not one of {DP_LEVELS}")
+        if self.accountant not in DP_ACCOUNTANTS:
+            problems.append(f"accountant {self.accountant!r} is not one of {DP_ACCOUNTANTS}")
+        if problems:
+            raise InvalidUpdate("dp-section", "DP section: " + "; ".join(problems))
+
+    def pack(self) -> bytes:
+        return _DP_SECTION.pack(
+            float(self.noise_multiplier), float(self.sample_rate), self.steps, float(self.clip_norm), float(self.delta),
+            DP_LEVELS.index(self.level), DP_ACCOUNTANTS.index(self.accountant),
+        )  # fmt: skip
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview) -> DPParams:
+        sigma, q, steps, clip, delta, level, acc = _DP_SECTION.unpack_from(data, 0)
+        if level >= len(DP_LEVELS) or acc >= len(DP_ACCOUNTANTS):
+            raise InvalidUpdate("dp-section", f"DP section: unknown level code {level} or accountant code {acc}")
+        return cls(sigma, q, steps, clip, delta, DP_LEVELS[level], DP_ACCOUNTANTS[acc])
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
+            "clip_norm": self.clip_norm, "delta": self.delta, "level": self.level, "accountant": self.accountant,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
 class UpdateHeader:
     """What an update binds: who, which round, which base model, how many samples, how encoded, privacy spent."""
 
@@ -138,7 +213,8 @@ class UpdateHeader:
     num_samples: int
     epsilon_milli: int = 0
     codec: CodecParams = field(default_factory=CodecParams)
-    format_version: int = FORMAT_VERSION
+    dp: DPParams | None = None  # the DP mechanism behind epsilon_milli (format version 2)
+    format_version: int = 0  # 0: derived (1 without a DP section, 2 with one)
 
     def __post_init__(self) -> None:
         if not isinstance(self.participant, str) or not is_hex_address(self.participant):
@@ -154,8 +230,20 @@ class UpdateHeader:
             value = getattr(self, name)
             if type(value) is not int or not low <= value < 2**63:
                 raise InvalidUpdate("header", f"{name} must be an integer in {low}..2^63-1, got {value!r}")
-        if self.format_version != FORMAT_VERSION:
-            raise InvalidUpdate("version", f"update format version {self.format_version} is not {FORMAT_VERSION}")
+        expected = FORMAT_VERSION if self.dp is None else DP_FORMAT_VERSION
+        if self.format_version == 0:
+            object.__setattr__(self, "format_version", expected)
+        elif self.format_version != expected:
+            raise InvalidUpdate(
+                "version", f"update format version {self.format_version} does not match its DP section (expected {expected})"
+            )
+        if self.dp is not None and self.epsilon_milli == 0:
+            raise InvalidUpdate("dp-section", "an update with a DP section must claim the epsilon it spent (epsilon_milli > 0)")
+
+    @property
+    def size(self) -> int:
+        """Bytes before the zstd frame."""
+        return HEADER_SIZE + (DP_SECTION_SIZE if self.dp is not None else 0)
 
     def pack(self) -> bytes:
         c = self.codec
@@ -163,7 +251,7 @@ class UpdateHeader:
             MAGIC, self.format_version, bytes.fromhex(self.participant[2:]), self.round_id,
             bytes.fromhex(self.base_model), bytes.fromhex(self.spec_digest), self.num_samples,
             self.epsilon_milli, c.topk_ppm, QUANT_CODES[c.quant], c.zstd_level, c.block,
-        )  # fmt: skip
+        ) + (self.dp.pack() if self.dp is not None else b"")  # fmt: skip
 
 
 def _kept(n: int, topk_ppm: int) -> int:
@@ -190,7 +278,7 @@ def payload_size(spec: ModelSpec, codec: CodecParams) -> int:
 def max_update_bytes(spec: ModelSpec, codec: CodecParams | None = None) -> int:
     """An upper bound on an honest update's size (dense float32 when ``codec`` is None)."""
     raw = payload_size(spec, codec or CodecParams())
-    return HEADER_SIZE + raw + raw // 128 + 4096  # zstd's worst case is a stored block per 128 KiB plus a frame header
+    return HEADER_SIZE + DP_SECTION_SIZE + raw + raw // 128 + 4096  # zstd's worst case is a stored block per 128 KiB plus a frame header
 
 
 def _select_topk(flat: np.ndarray, k: int) -> np.ndarray:
@@ -336,8 +424,16 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
     (magic, version, addr, round_id, base, spec_d, n, eps, ppm, quant, level, block) = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise InvalidUpdate("magic", f"not a fedledger update (starts with {bytes(magic)!r}, expected {MAGIC!r})")
-    if version != FORMAT_VERSION:
-        raise InvalidUpdate("version", f"update format version {version} is not supported (this build reads {FORMAT_VERSION})")
+    if version not in (FORMAT_VERSION, DP_FORMAT_VERSION):
+        raise InvalidUpdate(
+            "version",
+            f"update format version {version} is not supported (this build reads {FORMAT_VERSION} and {DP_FORMAT_VERSION})",
+        )
+    dp = None
+    if version == DP_FORMAT_VERSION:
+        if len(data) < HEADER_SIZE + DP_SECTION_SIZE:
+            raise InvalidUpdate("truncated", f"update is {len(data)} bytes, shorter than its header and DP section")
+        dp = DPParams.unpack(memoryview(data)[HEADER_SIZE:])
     if ppm > 1_000_000:
         raise InvalidUpdate("codec", f"top-k of {ppm} parts per million is over 1,000,000")
     if quant not in _QUANT_NAMES:
@@ -349,7 +445,7 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
         raise InvalidUpdate("codec", f"top-k of {ppm} parts per million is not canonical")
     return UpdateHeader(
         participant="0x" + bytes(addr).hex(), round_id=round_id, base_model=bytes(base).hex(),
-        spec_digest=bytes(spec_d).hex(), num_samples=n, epsilon_milli=eps, codec=codec, format_version=version,
+        spec_digest=bytes(spec_d).hex(), num_samples=n, epsilon_milli=eps, codec=codec, dp=dp, format_version=version,
     )  # fmt: skip
 
 
@@ -400,7 +496,7 @@ def decode_update(
         )
     codec = header.codec
     expected = payload_size(spec, codec)
-    body = memoryview(data)[HEADER_SIZE:]
+    body = memoryview(data)[header.size :]
     end = _zstd_frame_end(body)
     if end != len(body):
         raise InvalidUpdate("trailing-bytes", f"update has {len(body) - end} bytes after its zstd frame")

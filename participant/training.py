@@ -46,10 +46,17 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def class_weight_vector(labels: np.ndarray, n_classes: int, mode: str | None = "balanced") -> torch.Tensor | None:
-    """Per-class loss weights: ``n / (classes_present * count_c)`` for present classes ("balanced")."""
+def class_weight_vector(labels: np.ndarray, n_classes: int, mode: str | np.ndarray | None = "balanced") -> torch.Tensor | None:
+    """Per-class loss weights: ``n / (classes_present * count_c)`` for present classes ("balanced").
+
+    An explicit vector (e.g. weights from a public label set, as DP training needs) is used as given.
+    """
     if mode is None:
         return None
+    if isinstance(mode, np.ndarray):
+        if mode.shape != (n_classes,) or not np.all(np.isfinite(mode)) or np.any(mode < 0):
+            raise TrainingError(f"class weights must be {n_classes} finite non-negative numbers, got shape {mode.shape}")
+        return torch.from_numpy(mode.astype(np.float32))
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     present = counts > 0
     w = np.zeros(n_classes, dtype=np.float64)
@@ -72,7 +79,7 @@ def train_local(
     lr: float = 5e-3,
     mu: float = 0.0,
     seed: int = 0,
-    class_weights: Literal["balanced", "sqrt"] | None = "balanced",
+    class_weights: Literal["balanced", "sqrt"] | np.ndarray | None = "balanced",
     optimizer: Literal["adam", "sgd"] = "adam",
     absent_class_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,

@@ -198,7 +198,7 @@ def test_header_level_rejections() -> None:
     data = _valid()
     assert _reason(data[:50]) == "truncated"
     assert _reason(b"GZIP" + data[4:]) == "magic"
-    assert _reason(_patch(data, 4, "<H", 2)) == "version"
+    assert _reason(_patch(data, 4, "<H", 3)) == "version"
     assert _reason(_patch(data, 98, "<Q", 0)) == "header"  # zero samples
     assert _reason(_patch(data, 114, "<I", 2_000_000)) == "codec"  # top-k over 100 %
     assert _reason(_patch(data, 118, "<B", 7)) == "codec"  # unknown quantisation
