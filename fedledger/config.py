@@ -19,8 +19,9 @@ A file looks like::
     [training]
     epochs = 1
     batch_size = 256
-    lr = 0.01
-    mu = 0.0
+    lr = 0.005
+    mu = 0.0                  # FedProx
+    absent_class_scale = 1.0  # FedRS (0..1)
 
 Unknown sections or keys are an error (a typo must not silently fall back to a default).
 """
@@ -66,8 +67,10 @@ class FederationConfig:
 class TrainingConfig:
     epochs: int = 1
     batch_size: int = 256
-    lr: float = 0.01
+    lr: float = 0.005
     mu: float = 0.0
+    # FedRS restricted softmax for classes a member has never seen (1 = off, 0 = fully restricted).
+    absent_class_scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class DemoOptions:
     train: Path | None = None
     test: Path | None = None
     ipfs_api: str | None = None
-    split: str = "families"
+    split: str = "dirichlet:0.5"
     records: int = 30000
     round_seconds: int = 90
     strategy: str = "fedavg"
@@ -178,7 +178,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         for p, acct in zip(procs, orgs, strict=True):
             p.start(
                 acct, chain_args(chain.rpc_url, ledger.address, chain.chain_id, fed.descriptor_cid, store_dir, opts.ipfs_api),
-                ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec],
+                ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec,
+                 # FedRS: under "families" a member must not teach the model to rule out what it never sees.
+                 "--absent-class-scale", "0" if opts.split == "families" else "1"],
             )  # fmt: skip
 
         coordinator = CoordinatorService(

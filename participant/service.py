@@ -46,6 +46,7 @@ class TrainingSettings:
     batch_size: int = 256
     lr: float = 0.01
     mu: float = 0.0
+    absent_class_scale: float = 1.0
     codec: CodecParams = field(default_factory=lambda: CodecParams(quant="int8", block=256))
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
@@ -147,6 +148,7 @@ class ParticipantService:
         s = self.settings
         result = train_local(
             spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
+            absent_class_scale=s.absent_class_scale,
             seed=self.round_seed(round_id), progress=self._on_progress,
         )  # fmt: skip
         t_train = time.perf_counter() - t1

@@ -198,6 +198,9 @@ def participant_run(
     batch_size: int = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(None, "--lr"),
     mu: float = typer.Option(None, "--mu", help="FedProx proximal term (0 = FedAvg)."),
+    absent_class_scale: float = typer.Option(
+        None, "--absent-class-scale", help="FedRS: scale of the outputs of classes never seen locally (1 = off)."
+    ),
     codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
@@ -219,7 +222,9 @@ def participant_run(
 
     setup_logging(verbose)
     cfg = _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
-    cfg = cfg.with_overrides(training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu})
+    cfg = cfg.with_overrides(
+        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "absent_class_scale": absent_class_scale}
+    )
     account = _account(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
@@ -228,7 +233,7 @@ def participant_run(
     with _progress(enabled=not events) as (on_event, on_progress):
         service = ParticipantService(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
-            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, CodecParams.parse(codec)),
+            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec)),
             poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events) if events else on_event,
             on_progress=on_progress,
         )  # fmt: skip

@@ -18,7 +18,11 @@ def demo(
     train: Path = typer.Option(None, "--train", help="Training file of a real data set."),
     test: Path = typer.Option(None, "--test", help="Test file (default: a stratified hold-out of --train)."),
     ipfs_api: str = typer.Option(None, "--ipfs-api", help="Use this Kubo node instead of the embedded store."),
-    split: str = typer.Option("families", "--split", help="iid, dirichlet:ALPHA or families (non-IID attack mixes)."),
+    split: str = typer.Option(
+        "dirichlet:0.5", "--split",
+        help="How flows are dealt to organisations: dirichlet:ALPHA (skewed attack mixes), families (each sees only some "
+        "attack families; needs ~20 rounds, see docs/learning.md) or iid.",
+    ),
     strategy: str = typer.Option("fedavg", "--strategy", help="fedavg, fedavgm or fedadam."),
     codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
     round_seconds: int = typer.Option(90, "--round-seconds", help="Deadline of each round."),
