@@ -46,6 +46,9 @@ class DemoOptions:
     lr: float = 0.005
     seed: int = 0
     min_updates: int | None = None
+    dp_epsilon: float | None = None  # per-round target; None = no DP
+    dp_delta: float | None = None
+    dp_budget: float | None = None
 
 
 @dataclass
@@ -162,14 +165,16 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             name = ORG_NAMES[i] if i < len(ORG_NAMES) else f"Org {i + 1}"
             ledger.register_participant(acct.address, name)
             local = train.subset(idx)
-            fams = sorted({train.classes[c] for c in np.unique(local.labels) if c != 0})
+            counts = np.bincount(local.labels, minlength=len(train.classes))
+            # The organisation's attack mix, largest family first (normal traffic left out).
+            fams = [f"{train.classes[c]} {counts[c]:,}" for c in np.argsort(-counts, kind="stable") if c != 0 and counts[c]]
             d = out / "orgs" / f"org-{i + 1}"
             d.mkdir(parents=True)
             (d / "flows.flowset").write_bytes(flowset_bytes(local))
             procs.append(OrgProcess(i, name, acct.address, d, len(local), fams))
 
         table = Table(title="organisations")
-        for col in ("org", "address", "flows", "attack families held"):
+        for col in ("org", "address", "flows", "attack flows by family"):
             table.add_column(col)
         for p in procs:
             table.add_row(p.name, p.address, f"{p.records:,}", ", ".join(p.families) or "-")
@@ -180,7 +185,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                 acct, chain_args(chain.rpc_url, ledger.address, chain.chain_id, fed.descriptor_cid, store_dir, opts.ipfs_api),
                 ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec,
                  # FedRS: under "families" a member must not teach the model to rule out what it never sees.
-                 "--absent-class-scale", "0" if opts.split == "families" else "1"],
+                 "--absent-class-scale", "0" if opts.split == "families" else "1", *_dp_args(opts)],
             )  # fmt: skip
 
         coordinator = CoordinatorService(
@@ -214,15 +219,22 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             gas["open"] = row.pop("open_gas")
             submits: dict[str, int] = {}
             update_bytes: dict[str, int] = {}
+            privacy: dict[str, dict[str, Any]] = {}
             for p in procs:
                 for ev in p.events:
                     if ev.get("event") == "submitted" and ev.get("round_id") == r:
                         submits[p.name] = int(ev.get("gas_used", 0))
                         update_bytes[p.name] = int(ev.get("update_bytes", 0))
+                        if ev.get("privacy"):
+                            # this round's spend, and the member's own composed total so far
+                            privacy[p.name] = {"epsilon": ev["privacy"]["epsilon_milli"] / 1000,
+                                               "composed_epsilon": ev["privacy"]["composed_epsilon"]}  # fmt: skip
             gas["submit"] = submits
             gas["total"] = gas.get("open", 0) + sum(submits.values()) + o.gas_used
             row["gas"] = gas
             row["update_bytes"] = update_bytes
+            if privacy:
+                row["privacy"] = privacy
             if o.finalized and o.result is not None:
                 _, weights = load_model_bytes(store.get(digest_to_cid(info.global_model)), fed.descriptor.spec)
                 row["test_metrics"] = _clean(evaluate(weights, fed.descriptor.spec, test))
@@ -250,6 +262,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         _print_audit(console, report)
 
     timings["total"] = time.perf_counter() - t_start
+    by_name = {p.address: p.name for p in procs}
     result = {
         "dataset": opts.dataset,
         "split": opts.split,
@@ -268,12 +281,24 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "rounds": rounds_report,
         "audit": report.to_dict(),
         "timings": timings,
+        "dp": None if opts.dp_epsilon is None else {"epsilon_per_round": opts.dp_epsilon, "delta": opts.dp_delta or 1e-5,
+                                                   "budget": opts.dp_budget},  # fmt: skip
+        # per organisation, from the audit: verified per-round spend, the ledger's naive sum, the composed total
+        "privacy": {by_name.get(a, a): spend for a, spend in report.privacy.items()},
     }
     (out / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
     _write_markdown(out / "report.md", result)
     _plot(out, result)
     console.print(f"report written to {out}/ (report.json, report.md, metrics.png, scores.png)")
     return result
+
+
+def _dp_args(opts: DemoOptions) -> list[str]:
+    args: list[str] = []
+    for flag, value in (("--dp-epsilon", opts.dp_epsilon), ("--dp-delta", opts.dp_delta), ("--dp-budget", opts.dp_budget)):
+        if value is not None:
+            args += [flag, repr(float(value))]
+    return args
 
 
 def _clean(obj: Any) -> Any:
@@ -344,7 +369,7 @@ def _write_markdown(path: Path, r: dict) -> None:
         f"- dataset: {r['dataset']} (split `{r['split']}`), {r['participants']} organisations, strategy {r['strategy']}, codec {r['codec']}",
         f"- ledger: `{r['ledger']}`; federation descriptor: `{r['descriptor']}`; deploy gas {r['deploy_gas']:,}",
         f"- audit: **{'every round verified' if r['audit']['ok'] else 'DISCREPANCIES FOUND'}**", "",
-        "## Organisations", "", "| organisation | address | flows | attack families held |", "|---|---|---:|---|",
+        "## Organisations", "", "| organisation | address | flows | attack flows by family |", "|---|---|---:|---|",
     ]  # fmt: skip
     for o in r["organisations"]:
         lines.append(f"| {o['name']} | `{o['address']}` | {o['flows']:,} | {', '.join(o['families']) or '-'} |")
@@ -364,6 +389,18 @@ def _write_markdown(path: Path, r: dict) -> None:
     lines += ["", "## Update bytes", "", "| round | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for row in r["rounds"]:
         lines.append(f"| {row['round']} | " + " | ".join(f"{row['update_bytes'].get(n, 0):,}" for n in names) + " |")
+    if r.get("privacy"):
+        lines += ["", "## Privacy spend (epsilon per round; totals at delta " + f"{r['dp']['delta']:g})", "",
+                  "| organisation | " + " | ".join(f"round {row['round']}" for row in r["rounds"])
+                  + " | ledger total (naive sum) | composed (audit) | budget |",
+                  "|---|" + "---:|" * (len(r["rounds"]) + 3)]  # fmt: skip
+        for n in names:
+            spend = r["privacy"].get(n)
+            per = [f"{row.get('privacy', {}).get(n, {}).get('epsilon', 0):.3f}" if n in row.get("privacy", {}) else "-"
+                   for row in r["rounds"]]  # fmt: skip
+            total = f"{spend['ledger_total_epsilon']:.3f} | {spend['composed_epsilon']:.3f}" if spend else "- | -"
+            budget = r["dp"]["budget"]
+            lines.append(f"| {n} | " + " | ".join(per) + f" | {total} | {'-' if budget is None else f'{budget:g}'} |")
     lines += ["", "![metrics](metrics.png)", "", "![scores](scores.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
