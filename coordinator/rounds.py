@@ -21,6 +21,7 @@ from fedledger.federation import Descriptor, canonical_json
 from fedledger.metrics import evaluate
 from fedledger.model import ModelSpec, save_model_bytes
 from fedledger.updates import InvalidUpdate, decode_update
+from participant.accounting import check_claim
 from ipfs import cid_to_digest, content_cid, digest_to_cid
 
 MANIFEST_FORMAT = "fedledger-manifest/1"
@@ -62,6 +63,7 @@ class Verdict:
     reason: str | None = None
     detail: str | None = None
     weight: float = 0.0
+    privacy: dict[str, Any] | None = None  # the update's declared DP mechanism, when it has one
 
 
 @dataclass
@@ -107,7 +109,12 @@ def _validate(
     for reason, ok, detail in checks:
         if not ok:
             return Verdict(sub.participant, False, reason, detail), None
-    return Verdict(sub.participant, True), delta
+    # The claimed epsilon must be what the declared DP mechanism costs (recomputed with the same accountant).
+    problem = check_claim(header.dp, header.epsilon_milli)
+    if problem is not None:
+        return Verdict(sub.participant, False, "epsilon-inconsistent", f"update {problem}"), None
+    privacy = None if header.dp is None else {**header.dp.to_dict(), "epsilon_milli": header.epsilon_milli}
+    return Verdict(sub.participant, True, privacy=privacy), delta
 
 
 def _metric(weights: Mapping[str, np.ndarray], spec: ModelSpec, data: FlowDataset, name: str) -> float:
@@ -178,6 +185,8 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
                 "reason": v.reason,
                 "detail": v.detail,
                 "score": scores[s.participant],
+                # Only DP updates carry the key, so manifests of rounds without DP keep their bytes.
+                **({"privacy": v.privacy} if v.privacy is not None else {}),
             }
             for s, v in zip(inputs.submissions, verdicts, strict=True)
         ],

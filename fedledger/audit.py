@@ -51,6 +51,8 @@ class RoundVerdict:
     global_model: str | None = None
     manifest: str | None = None
     seconds: float = 0.0
+    # participant -> the DP mechanism and epsilon_milli of its accepted update, re-derived (DP rounds only)
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +62,8 @@ class AuditReport:
     genesis_ok: bool
     rounds: list[RoundVerdict]
     mismatches: list[str] = field(default_factory=list)
+    # participant -> per-round spend, the ledger's naive sum and the composed total (see privacy_spend)
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +77,7 @@ class AuditReport:
             "genesis_ok": self.genesis_ok,
             "mismatches": self.mismatches,
             "rounds": [asdict(r) for r in self.rounds],
+            "privacy": self.privacy,
         }
 
 
@@ -229,6 +234,11 @@ class Auditor:
         if result.manifest_bytes != manifest_bytes and not v.mismatches:
             diff = sorted(k for k in set(result.manifest) | set(manifest) if result.manifest.get(k) != manifest.get(k))
             bad(f"manifest: re-derived manifest differs in {diff}")
+        for verdict in result.verdicts:
+            if verdict.accepted and verdict.privacy is not None:
+                v.privacy[verdict.participant] = dict(verdict.privacy)
+            elif verdict.reason in ("epsilon-mismatch", "epsilon-inconsistent"):
+                v.notes.append(f"{verdict.participant}: privacy claim rejected ({verdict.reason}): {verdict.detail}")
         v.accepted = sum(1 for x in result.verdicts if x.accepted)
         v.rejected = len(result.verdicts) - v.accepted
         v.ok = not v.mismatches
@@ -261,7 +271,35 @@ class Auditor:
             verdict, state = self.audit_round(r, expected_base=expected_base, state_in=state)
             verdicts.append(verdict)
             expected_base = info.global_model
-        return AuditReport(self.ledger.address, self.descriptor_cid, not genesis_problems, verdicts, genesis_problems)
+        report = AuditReport(self.ledger.address, self.descriptor_cid, not genesis_problems, verdicts, genesis_problems)
+        report.privacy = self.privacy_spend(verdicts)
+        return report
+
+    def privacy_spend(self, verdicts: list[RoundVerdict]) -> dict[str, dict[str, Any]]:
+        """Each DP member's spend: per round, the ledger's naive sum, and the total composed by the accountant.
+
+        The composed total is recomputed from the DP mechanisms the accepted updates
+        declare (each checked against its claimed epsilon during re-derivation), with
+        the same accountant the participant used, so it does not rest on the member's word.
+        """
+        from fedledger.updates import DPParams
+        from participant.accounting import compose_declared
+
+        sections: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for v in verdicts:
+            for addr, p in v.privacy.items():
+                sections.setdefault(addr, []).append((v.round_id, p))
+        out: dict[str, dict[str, Any]] = {}
+        for addr, rows in sorted(sections.items()):
+            params = [DPParams(**{k: p[k] for k in p if k != "epsilon_milli"}) for _, p in rows]
+            out[addr] = {
+                "rounds": [{"round": r, "epsilon": p["epsilon_milli"] / 1000, **p} for r, p in rows],
+                "ledger_total_epsilon": self.ledger.total_epsilon_milli(addr) / 1000,  # naive sum, every submission
+                "composed_epsilon": compose_declared(params),
+                "accountant": params[0].accountant,
+                "delta": max(d.delta for d in params),
+            }
+        return out
 
     def _state_after(self, info) -> bytes | None:  # noqa: ANN001
         manifest = _json(self.store.get(digest_to_cid(info.manifest)))

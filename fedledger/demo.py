@@ -260,6 +260,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             v = verdicts.get(row["round"])
             row["audit"] = {"ok": v.ok, "mismatches": v.mismatches, "notes": v.notes} if v else None
         _print_audit(console, report)
+        if report.privacy:
+            _print_privacy(console, report.privacy, {p.address: p.name for p in procs})
 
     timings["total"] = time.perf_counter() - t_start
     by_name = {p.address: p.name for p in procs}
@@ -291,6 +293,17 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     _plot(out, result)
     console.print(f"report written to {out}/ (report.json, report.md, metrics.png, scores.png)")
     return result
+
+
+def _print_privacy(console: Console, privacy: dict[str, dict[str, Any]], names: dict[str, str]) -> None:
+    t = Table(title="privacy spend (verified by the audit)")
+    for col in ("organisation", "rounds", "epsilon per round", "ledger total (naive sum)", "composed total"):
+        t.add_column(col)
+    for addr, spend in privacy.items():
+        per = ", ".join(f"{r['epsilon']:.3f}" for r in spend["rounds"])
+        t.add_row(names.get(addr, addr), str(len(spend["rounds"])), per, f"{spend['ledger_total_epsilon']:.3f}",
+                  f"{spend['composed_epsilon']:.3f} ({spend['accountant'].upper()}, delta {spend['delta']:g})")  # fmt: skip
+    console.print(t)
 
 
 def _dp_args(opts: DemoOptions) -> list[str]:

@@ -23,8 +23,10 @@ from coordinator.strategies import WeightedUpdate, strategy_from_name
 from fedledger.errors import FedLedgerError
 from fedledger.metrics import evaluate
 from fedledger.model import ModelSpec, init_model, model_digest, save_model_bytes
-from fedledger.updates import CodecParams, UpdateHeader, decode_update
+from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update
 from participant.compression import ErrorFeedback
+from participant.accounting import PrivacyAccount, PrivacyBudgetExhausted, check_delta
+from participant.privacy import dp_from_options, train_local_dp
 from participant.training import train_local
 
 Progress = Callable[[str, int, int], None]
@@ -61,6 +63,11 @@ class SimulationConfig:
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
     on_bad_row: str = "error"
+    # Record-level DP (participant.privacy): target epsilon per round, delta, each member's composed budget.
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_budget: float | None = None
+    dp_clip: float = 1.0
 
 
 def participant_address(index: int, seed: int) -> str:
@@ -114,6 +121,13 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     weights = init_model(spec, cfg.seed)
     state = strategy.initial_state(weights)
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
+    dp = dp_from_options(cfg.dp_epsilon, cfg.dp_delta if cfg.dp_epsilon is not None else None, cfg.dp_budget,
+                         clip=cfg.dp_clip if cfg.dp_epsilon is not None else None)  # fmt: skip
+    accounts = {}
+    if dp is not None:
+        for address, data in orgs:
+            check_delta(dp.delta, len(data))  # refuse before the first round, not in the middle of the run
+            accounts[address] = PrivacyAccount(None, delta=dp.delta, budget=dp.budget, accountant=dp.accountant)
     result: dict[str, Any] = {
         "config": {**asdict(cfg), "hidden": list(cfg.hidden)},
         "model": {"spec": spec.to_dict(), "spec_digest": spec.digest(), "parameters": spec.num_parameters(),
@@ -134,13 +148,34 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         base_digest = model_digest(base_bytes)
         sizes: dict[str, int] = {}
         decoded: list[WeightedUpdate] = []
+        privacy: dict[str, dict[str, float]] = {}
+        refused: dict[str, str] = {}
         for j, (address, data) in enumerate(orgs):
-            local = train_local(
-                spec, weights, data, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu,
-                seed=cfg.seed * 1_000_003 + rnd * 1009 + j, class_weights=cfg.class_weights,  # type: ignore[arg-type]
-                optimizer=cfg.optimizer, absent_class_scale=cfg.absent_class_scale,  # type: ignore[arg-type]
-            )  # fmt: skip
-            header = UpdateHeader(address, rnd, base_digest, spec.digest(), local.num_samples, 0, codec)
+            seed = cfg.seed * 1_000_003 + rnd * 1009 + j
+            dp_params = None
+            if dp is None:
+                local = train_local(
+                    spec, weights, data, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu,
+                    seed=seed, class_weights=cfg.class_weights,  # type: ignore[arg-type]
+                    optimizer=cfg.optimizer, absent_class_scale=cfg.absent_class_scale,  # type: ignore[arg-type]
+                )  # fmt: skip
+                epsilon_milli = 0
+            else:
+                # No class weights under DP: weights from a member's private labels would leak outside the guarantee.
+                try:
+                    local = train_local_dp(
+                        spec, weights, data, dp, account=accounts[address], round_id=rnd, epochs=cfg.local_epochs,
+                        batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, optimizer=cfg.optimizer,  # type: ignore[arg-type]
+                    )  # fmt: skip
+                except PrivacyBudgetExhausted as exc:
+                    refused[address] = str(exc)  # the member sits this round out, as a real participant would
+                    notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
+                    continue
+                m = local.mechanism
+                dp_params = DPParams(m.noise_multiplier, m.sample_rate, m.steps, m.clip_norm, dp.delta, m.level, dp.accountant)
+                epsilon_milli = local.epsilon_milli
+                privacy[address] = {"epsilon": epsilon_milli / 1000, "composed_epsilon": local.composed_epsilon}
+            header = UpdateHeader(address, rnd, base_digest, spec.digest(), local.num_samples, epsilon_milli, codec, dp_params)
             ef = feedback[address]
             if not cfg.error_feedback:
                 ef.reset()
@@ -149,7 +184,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             got_header, delta = decode_update(blob, spec)  # what the coordinator does with the bytes
             decoded.append(WeightedUpdate(got_header.participant, got_header.num_samples, delta))
             notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
-        weights, state = strategy.aggregate(weights, decoded, state)
+        if decoded:  # every member may have refused (budget spent): the model then stays as it was
+            weights, state = strategy.aggregate(weights, decoded, state)
         metrics = evaluate(weights, spec, test)
         result["rounds"].append({
             "round": rnd,
@@ -158,8 +194,15 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             "update_bytes_total": sum(sizes.values()),
             "model_digest": model_digest(save_model_bytes(spec, weights)),
             "seconds": round(time.perf_counter() - started, 3),
+            **({"privacy": privacy, "refused": refused} if dp is not None else {}),
         })  # fmt: skip
     result["final"] = result["rounds"][-1]["metrics"]
+    if dp is not None:
+        result["privacy"] = {
+            "settings": dp.to_dict(),
+            "participants": {a: {"composed_epsilon": acc.composed(), "naive_sum_epsilon": acc.naive_sum(),
+                                 "rounds_trained": len(acc.rounds)} for a, acc in accounts.items()},  # fmt: skip
+        }
     if cfg.baselines:
         result["baselines"] = _baselines(cfg, spec, train, test, orgs, notify)
     return result

@@ -280,3 +280,48 @@ class PrivacyAccount:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new history, never half of one
+
+
+def mechanism_of(dp: Any) -> Mechanism:
+    """The :class:`Mechanism` an update's DP section (``fedledger.updates.DPParams``) declares."""
+    return Mechanism(dp.noise_multiplier, dp.sample_rate, dp.steps, dp.clip_norm, dp.level)
+
+
+def recomputed_milli(dp: Any) -> int:
+    """The epsilon_milli an update's DP section implies, by the same accountant the participant used."""
+    return to_milli(mechanism_epsilon(mechanism_of(dp), dp.delta, dp.accountant))
+
+
+# One thousandth of slack: the claim and the recomputation may round differently across float libraries.
+CLAIM_TOLERANCE_MILLI = 1
+
+
+def check_claim(dp: Any, claimed_milli: int) -> str | None:
+    """None when ``claimed_milli`` is what the declared mechanism costs; otherwise why not (for the manifest)."""
+    if dp is None:
+        if claimed_milli == 0:
+            return None
+        return f"claims epsilon {claimed_milli / 1000:g} but declares no DP mechanism to check it against"
+    try:
+        expected = recomputed_milli(dp)
+    except PrivacyError as exc:
+        return f"its DP mechanism cannot be accounted: {exc}"
+    if abs(expected - claimed_milli) > CLAIM_TOLERANCE_MILLI:
+        return (
+            f"claims epsilon {claimed_milli / 1000:g}, but its DP mechanism (noise {dp.noise_multiplier:g}, sample rate "
+            f"{dp.sample_rate:g}, {dp.steps} steps, delta {dp.delta:g}, {dp.accountant}) costs {expected / 1000:g}"
+        )
+    return None
+
+
+def compose_declared(sections: Iterable[Any]) -> float:
+    """Composed epsilon of a member's declared DP sections across rounds (the audit's figure).
+
+    Composed at the largest delta any section used (the composed guarantee holds
+    at that delta), with the first section's accountant: a participant keeps
+    both fixed across its history.
+    """
+    secs = list(sections)
+    if not secs:
+        return 0.0
+    return composed_epsilon([mechanism_of(d) for d in secs], max(d.delta for d in secs), secs[0].accountant)

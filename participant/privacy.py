@@ -324,5 +324,29 @@ def public_class_weight(labels: np.ndarray, n_classes: int, mode: Literal["balan
 
 __all__ = [
     "DPConfig", "DPResult", "UnsupportedModelForDP", "check_dp_compatible", "record_mechanism", "client_mechanism",
-    "clip_and_noise", "plan_round", "train_local_dp", "public_class_weight",
+    "clip_and_noise", "plan_round", "train_local_dp", "public_class_weight", "dp_from_options",
 ]
+
+
+def dp_from_options(
+    epsilon: float | None,
+    delta: float | None = None,
+    budget: float | None = None,
+    *,
+    clip: float | None = None,
+    level: str | None = None,
+    accountant: str | None = None,
+) -> DPConfig | None:
+    """The DPConfig the CLI flags (--dp-epsilon, --dp-delta, --dp-budget, ...) describe; None without --dp-epsilon."""
+    if epsilon is None:
+        given = [n for n, v in (("--dp-delta", delta), ("--dp-budget", budget), ("--dp-clip", clip),
+                                ("--dp-level", level), ("--dp-accountant", accountant)) if v is not None]  # fmt: skip
+        if given:
+            raise InvalidPrivacySettings(
+                f"{', '.join(given)} given without --dp-epsilon", hint="DP is switched on by --dp-epsilon (per round)"
+            )
+        return None
+    return DPConfig(
+        epsilon=epsilon, delta=1e-5 if delta is None else delta, budget=budget, clip_norm=1.0 if clip is None else clip,
+        level=level or "record", accountant=accountant or "rdp",  # type: ignore[arg-type]
+    )  # fmt: skip

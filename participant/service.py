@@ -24,9 +24,11 @@ from fedledger.data import FlowDataset
 from fedledger.errors import FedLedgerError
 from fedledger.federation import Descriptor
 from fedledger.model import load_model_bytes
-from fedledger.updates import CodecParams, UpdateHeader
+from fedledger.updates import CodecParams, DPParams, UpdateHeader
 from ipfs import ContentStore, cid_to_digest, digest_to_cid
+from participant.accounting import PrivacyAccount, check_delta
 from participant.compression import ErrorFeedback
+from participant.privacy import DPConfig, train_local_dp
 from participant.training import train_local
 
 log = logging.getLogger("fedledger.participant")
@@ -50,6 +52,7 @@ class TrainingSettings:
     codec: CodecParams = field(default_factory=lambda: CodecParams(quant="int8", block=256))
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
+    dp: DPConfig | None = None  # record- or client-level differential privacy; None = no DP
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Submitted:
     chain_seconds: float
     gas_used: int
     metrics: dict = field(default_factory=dict)
+    privacy: dict | None = None  # this round's DP spend and the composed total so far (None without DP)
 
 
 class ParticipantService:
@@ -102,6 +106,14 @@ class ParticipantService:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ef_path = self.state_dir / "error-feedback.safetensors"
+        self.privacy: PrivacyAccount | None = None
+        dp = self.settings.dp
+        if dp is not None:
+            check_delta(dp.delta, len(data))  # refuse at start-up, not in the middle of a round
+            # The history survives restarts, so composition covers every round this member ever trained.
+            self.privacy = PrivacyAccount(
+                self.state_dir / "privacy-history.json", delta=dp.delta, budget=dp.budget, accountant=dp.accountant
+            )
         self._on_event = on_event or (lambda kind, info: None)
         self._on_progress = on_progress
 
@@ -146,16 +158,31 @@ class ParticipantService:
         self._on_event("train", {"round": round_id, "records": len(self.data)})
         t1 = time.perf_counter()
         s = self.settings
-        result = train_local(
-            spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
-            absent_class_scale=s.absent_class_scale,
-            seed=self.round_seed(round_id), progress=self._on_progress,
-        )  # fmt: skip
+        dp = s.dp
+        if dp is None:
+            result = train_local(
+                spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
+                absent_class_scale=s.absent_class_scale,
+                seed=self.round_seed(round_id), progress=self._on_progress,
+            )  # fmt: skip
+        else:
+            # Budget and settings are checked before any training: a refused round leaves nothing behind.
+            result = train_local_dp(
+                spec, base_weights, self.data, dp, account=self.privacy, round_id=round_id, epochs=s.epochs,
+                batch_size=s.batch_size, lr=s.lr, seed=self.round_seed(round_id), progress=self._on_progress,
+            )  # fmt: skip
         t_train = time.perf_counter() - t1
 
+        epsilon_milli, dp_params, privacy = 0, None, None
+        if dp is not None:
+            mech = result.mechanism
+            epsilon_milli = result.epsilon_milli
+            dp_params = DPParams(mech.noise_multiplier, mech.sample_rate, mech.steps, mech.clip_norm, dp.delta,
+                                 mech.level, dp.accountant)  # fmt: skip
+            privacy = dict(result.privacy)
         header = UpdateHeader(
             participant=self.address, round_id=round_id, base_model=base_digest.hex(), spec_digest=spec.digest(),
-            num_samples=result.num_samples, epsilon_milli=0, codec=s.codec,
+            num_samples=result.num_samples, epsilon_milli=epsilon_milli, codec=s.codec, dp=dp_params,
         )  # fmt: skip
         ef = self._error_feedback()
         blob = ef.encode(header, result.delta)
@@ -168,13 +195,14 @@ class ParticipantService:
             raise RoundMissed(f"round {round_id}'s deadline passed while training; the update was not submitted")
         self._on_event("submit", {"round": round_id, "cid": cid, "bytes": len(blob)})
         t3 = time.perf_counter()
-        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), result.num_samples, 0)
+        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), result.num_samples, epsilon_milli)
         t_chain = time.perf_counter() - t3
         # Only now does the residual move on: a crash before this point retrains to the same bytes.
         ef.save(self._ef_path)
         log.info("round %d: submitted %s (%d bytes, %d samples)", round_id, cid, len(blob), result.num_samples)
         return Submitted(
-            round_id, cid, len(blob), result.num_samples, t_train, t_store, t_chain, tx.gas_used, dict(result.metrics)
+            round_id, cid, len(blob), result.num_samples, t_train, t_store, t_chain, tx.gas_used, dict(result.metrics),
+            privacy,
         )
 
     # -- the loop --------------------------------------------------------------------------

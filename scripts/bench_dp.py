@@ -47,7 +47,7 @@ from participant.training import train_local  # noqa: E402
 DEFAULT_TRAIN = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")
 
 
-def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip, batch, lr) -> dict:
+def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip, batch, lr, optimizer="adam") -> dict:
     parts = partition(train.labels, n_orgs, "iid", seed, classes=train.classes)
     orgs = [train.subset(idx) for idx in parts]
     weights = init_model(spec, seed)
@@ -72,10 +72,12 @@ def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip,
             t0 = time.perf_counter()
             if dps[j] is None:
                 # the same public class weights as the DP rows, so the comparison isolates DP
-                res = train_local(spec, weights, data, epochs=1, batch_size=batch, lr=lr, seed=s, class_weights=public_w)
+                res = train_local(spec, weights, data, epochs=1, batch_size=batch, lr=lr, seed=s, class_weights=public_w,
+                                  optimizer=optimizer)  # fmt: skip
             else:
                 res = train_local_dp(spec, weights, data, dps[j], account=accounts[j], round_id=rnd, epochs=1,
-                                     batch_size=batch, lr=lr, seed=s, class_weight=public_w)  # fmt: skip
+                                     batch_size=batch, lr=lr, seed=s, class_weight=public_w,
+                                     optimizer=optimizer)  # fmt: skip
             train_seconds += time.perf_counter() - t0
             ups.append(WeightedUpdate(f"0x{j:040x}", res.num_samples, res.delta))
         weights, state = strategy.aggregate(weights, ups, state)
@@ -100,6 +102,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--hidden", default="64,32")
+    ap.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    ap.add_argument("--weights", default="sqrt", choices=["sqrt", "balanced"], help="class weights from the public slice")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not args.train.exists():
@@ -116,12 +120,12 @@ def main() -> int:
         private_idx = np.setdiff1d(np.arange(len(train_all)), public_idx)
         train = train_all.subset(private_idx)
         spec = ModelSpec.for_dataset(train, hidden=hidden)
-        public_w = public_class_weight(train_all.labels[public_idx], len(spec.classes), "sqrt")
+        public_w = public_class_weight(train_all.labels[public_idx], len(spec.classes), args.weights)
         for eps in settings:
             key = "no DP" if eps is None else f"{eps:g}"
             print(f"seed {seed} epsilon {key} ...", file=sys.stderr, flush=True)
             r = run(train, test, public_w, spec, args.participants, args.rounds, seed, eps, args.delta, args.clip,
-                    args.batch, args.lr)  # fmt: skip
+                    args.batch, args.lr, args.optimizer)  # fmt: skip
             results.setdefault(key, []).append(r)
     base = results["no DP"]
     base_f1 = float(np.mean([r["macro_f1"] for r in base]))
@@ -144,7 +148,7 @@ def main() -> int:
         cost8 = 100 * (base_f1 - float(np.mean([r["macro_f1"] for r in eight])))
         print(f"\ntarget epsilon 8 within 3 points of no DP: {'MET' if cost8 <= 3 else 'MISSED'} ({cost8:+.2f} points)")
     print(f"({args.participants} organisations, {args.rounds} rounds, seeds {seeds}, clip {args.clip}, batch {args.batch}, "
-          f"lr {args.lr}, MLP {hidden}; 2-core machine shared with other jobs: times are noisy)")
+          f"lr {args.lr}, {args.optimizer}, {args.weights} public class weights, MLP {hidden}; 2-core machine shared with other jobs: times are noisy)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0

@@ -202,6 +202,12 @@ def participant_run(
         None, "--absent-class-scale", help="FedRS: scale of the outputs of classes never seen locally (1 = off)."
     ),
     codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Train under differential privacy: target epsilon per round."),
+    dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5; must be below 1/local records)."),
+    dp_budget: float = typer.Option(None, "--dp-budget", help="Total composed epsilon this member may spend; refuses beyond it."),
+    dp_clip: float = typer.Option(None, "--dp-clip", help="DP clipping norm (per sample, or per update with --dp-level client)."),
+    dp_level: str = typer.Option(None, "--dp-level", help="record (DP-SGD, default) or client (noised update)."),
+    dp_accountant: str = typer.Option(None, "--dp-accountant", help="rdp (default) or prv."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
     ledger: str = LedgerOpt,
@@ -218,9 +224,11 @@ def participant_run(
     """Wait for rounds, train on local flows, submit encoded updates."""
     from fedledger.federation import Descriptor
     from fedledger.updates import CodecParams
+    from participant.privacy import dp_from_options
     from participant.service import ParticipantService, TrainingSettings
 
     setup_logging(verbose)
+    dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip, level=dp_level, accountant=dp_accountant)
     cfg = _chain(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(
         training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "absent_class_scale": absent_class_scale}
@@ -233,12 +241,19 @@ def participant_run(
     with _progress(enabled=not events) as (on_event, on_progress):
         service = ParticipantService(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
-            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec)),
+            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
             poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events) if events else on_event,
             on_progress=on_progress,
         )  # fmt: skip
         done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
     console.print(f"submitted to {len(done)} round(s)")
+    if service.privacy is not None:
+        spend = service.privacy.summary()
+        console.print(
+            f"privacy spent: epsilon {spend['composed_epsilon']:.3f} composed ({spend['accountant'].upper()}, delta "
+            f"{spend['delta']:g}) over {len(spend['rounds'])} round(s); naive sum {spend['naive_sum_epsilon']:.3f}"
+            + (f"; budget {spend['budget']:g}" if spend["budget"] is not None else "")
+        )
 
 
 @contextmanager

@@ -28,14 +28,20 @@ def demo(
     round_seconds: int = typer.Option(90, "--round-seconds", help="Deadline of each round."),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print report.json on stdout."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Members train under DP: target epsilon per round."),
+    dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5)."),
+    dp_budget: float = typer.Option(None, "--dp-budget", help="Each member's total composed epsilon budget."),
 ) -> None:
     """Run a local federation end to end: chain, store, organisations, coordinator, audit, report."""
     from fedledger.demo import DemoOptions, run_demo
+    from participant.privacy import dp_from_options
 
+    dp_from_options(dp_epsilon, dp_delta, dp_budget)  # refuse bad settings before anything starts
     result = run_demo(
         DemoOptions(
             participants=participants, rounds=rounds, out=out, dataset=dataset, train=train, test=test,
             ipfs_api=ipfs_api, split=split, strategy=strategy, codec=codec, round_seconds=round_seconds, seed=seed,
+            dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget,
         ),
         console,
     )  # fmt: skip

@@ -55,6 +55,10 @@ def simulate(
     records: int = typer.Option(20_000, "--records", help="Synthetic data set size (training part)."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count malformed rows instead of failing."),
     json_out: Path = typer.Option(..., "--json", help="Where to write the per-round results (JSON)."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Record-level DP: target epsilon per round (off by default)."),
+    dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5; must be below 1/records of each member)."),
+    dp_budget: float = typer.Option(None, "--dp-budget", help="Each member's total composed epsilon; it sits out rounds beyond it."),
+    dp_clip: float = typer.Option(None, "--dp-clip", help="Per-sample gradient clipping norm (default 1.0)."),
 ) -> None:
     """Run a learning-only federated simulation and write per-round metrics to --json."""
     if dataset not in DATASETS:
@@ -68,6 +72,9 @@ def simulate(
     except ValueError:
         raise FedLedgerError(f"--hidden {hidden!r} is not a comma-separated list of sizes", hint="e.g. --hidden 64,32") from None
     from fedledger.simulate import SimulationConfig, run_simulation  # torch loads only when simulating
+    from participant.privacy import dp_from_options
+
+    dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip)  # bad settings fail before any data is loaded
 
     cfg = SimulationConfig(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
@@ -76,6 +83,8 @@ def simulate(
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
+        dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
+        dp_clip=dp.clip_norm if dp else 1.0,
     )  # fmt: skip
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -95,6 +104,13 @@ def simulate(
         f"round {len(result['rounds'])}: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f}, "
         f"FPR {final['fpr']:.4f}; wrote {json_out}"
     )
+    if "privacy" in result:
+        spent = result["privacy"]["participants"].values()
+        console.print(
+            f"privacy: composed epsilon per member {min(p['composed_epsilon'] for p in spent):.3f}-"
+            f"{max(p['composed_epsilon'] for p in spent):.3f} (naive sum up to {max(p['naive_sum_epsilon'] for p in spent):.3f}) "
+            f"at delta {result['privacy']['settings']['delta']:g}"
+        )
 
 
 def register(app: typer.Typer) -> None:
