@@ -18,7 +18,7 @@ Copiers and free-riders do not train at all; that is their point.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -146,3 +146,38 @@ def copy_update(victim_blob: bytes, header: UpdateHeader, spec: ModelSpec) -> by
     """
     victim_header, delta = decode_update(victim_blob, spec)
     return encode_update(replace(header, codec=victim_header.codec), delta, spec)
+
+
+def attack_delta(
+    kind: str,
+    *,
+    train: Callable[[FlowDataset], Mapping[str, np.ndarray]],
+    data: FlowDataset,
+    shapes: Mapping[str, tuple[int, ...]],
+    victim: Mapping[str, np.ndarray] | None,
+    seed: int,
+    address: str,
+    round_id: int,
+) -> dict[str, np.ndarray]:
+    """The delta a planted participant sends this round; ``train(data)`` is its honest local training.
+
+    Copiers need ``victim`` (an update submitted before theirs); free-riders and copiers never train.
+    """
+    if kind == "label-flip":
+        return {k: np.asarray(v, np.float32) for k, v in train(flip_labels(data)).items()}
+    if kind in POISON:
+        return poison_delta(kind, train(data))
+    if kind in FREE_RIDE:
+        return free_ride_delta(kind, shapes, seed=seed, address=address, round_id=round_id)
+    if kind in COPY:
+        if victim is None:
+            raise InvalidAttack(f"{address} copies, but nobody submitted before it", hint="copiers submit after an honest member")
+        return copy_delta(kind, victim, seed=seed, address=address, round_id=round_id)
+    raise InvalidAttack(f"unknown attack {kind!r}", hint=f"use one of {', '.join(ATTACKS)}")
+
+
+def submission_order(addresses: Sequence[str], planted: Mapping[str, str]) -> list[str]:
+    """On-chain order of a simulated round: everyone who trains, then the copiers and free-riders (who wait to copy)."""
+    late = set(COPY) | set(FREE_RIDE)
+    key = lambda a: (planted.get(a) in late, a.lower())  # noqa: E731
+    return sorted(addresses, key=key)
