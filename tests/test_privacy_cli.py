@@ -65,3 +65,18 @@ def test_dp_options() -> None:
     with pytest.raises(InvalidPrivacySettings, match="level"):
         dp_from_options(1.0, level="global")
     assert Mechanism(1.0, 1.0, 1, 1.0, "client").as_tuple() == (1.0, 1.0, 1)
+
+
+def test_participant_run_and_demo_refuse_bad_dp_settings_before_starting(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    flows = tmp_path / "none.flowset"  # never read: the settings are refused first
+    assert main(["participant", "run", "--data", str(flows), "--dp-epsilon", "0"]) == 1
+    assert "epsilon must be a finite number > 0" in capsys.readouterr().err
+    assert main(["participant", "run", "--data", str(flows), "--dp-budget", "3"]) == 1
+    assert "without --dp-epsilon" in capsys.readouterr().err
+    assert main(["participant", "run", "--data", str(flows), "--dp-epsilon", "1", "--dp-level", "global"]) == 1
+    assert "level" in capsys.readouterr().err
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--dp-epsilon", "-1"]) == 1
+    assert "epsilon" in capsys.readouterr().err and not out.exists()
+    assert main(["demo", "--out", str(out), "--dp-epsilon", "1", "--dp-delta", "1.5"]) == 1
+    assert "delta" in capsys.readouterr().err and not out.exists()
