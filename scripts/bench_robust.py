@@ -16,7 +16,7 @@ Every run goes through fedledger.adversarial.run_attacks: real local training, t
 update codec, and coordinator.assessment.assess_round (the code a real round runs).
 
 Usage: .venv/bin/python scripts/bench_robust.py [--datasets synthetic,nsl-kdd] [--participants 10]
-           [--rounds 8] [--clip-norm 2.0] [--skip-accuracy] [--skip-detection] [--skip-scoring] [--json OUT]
+           [--rounds 8] [--seeds 0,1,2] [--clip-norm 2.0] [--skip-accuracy] [--skip-detection] [--skip-scoring] [--json OUT]
 """
 
 from __future__ import annotations
@@ -82,24 +82,30 @@ def attack_settings(n: int) -> list[tuple[str, list[AttackSpec]]]:
 
 def accuracy_table(args: argparse.Namespace, data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
+    seeds = [int(x) for x in args.seeds.split(",")]
     for dname, (train, test, val) in data.items():
         settings = attack_settings(args.participants)
-        print(f"\n## final macro-F1 after {args.rounds} rounds, {args.participants} members, {dname}\n")
+        spread = f", mean ± sd over seeds {args.seeds}" if len(seeds) > 1 else ""
+        print(f"\n## final macro-F1 after {args.rounds} rounds, {args.participants} members, {dname}{spread}\n")
         print("| strategy | " + " | ".join(s for s, _ in settings) + " |")
         print("|---|" + "---:|" * len(settings))
         for label, name, params in strategies(args.participants, args.clip_norm):
             cells = []
             for setting, attacks in settings:
-                started = time.perf_counter()
-                run = run_attacks(
-                    AttackRun(participants=args.participants, rounds=args.rounds, strategy=name, strategy_params=params,
-                              attacks=attacks, score_contributions=False, seed=args.seed),
-                    train, test, val,
-                )  # fmt: skip
-                f1 = run["final"]["macro_f1"]
-                rows.append({"data": dname, "strategy": label, "setting": setting, "macro_f1": f1,
-                             "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
-                cells.append(f"{100 * f1:.1f}")
+                f1s = []
+                for seed in seeds:  # the seed draws the partition, the planted members and the training order
+                    started = time.perf_counter()
+                    run = run_attacks(
+                        AttackRun(participants=args.participants, rounds=args.rounds, strategy=name, strategy_params=params,
+                                  attacks=attacks, score_contributions=False, seed=seed),
+                        train, test, val,
+                    )  # fmt: skip
+                    f1s.append(100 * run["final"]["macro_f1"])
+                    rows.append({"data": dname, "strategy": label, "setting": setting, "seed": seed, "macro_f1": f1s[-1] / 100,
+                                 "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+                mean = sum(f1s) / len(f1s)
+                sd = (sum((x - mean) ** 2 for x in f1s) / (len(f1s) - 1)) ** 0.5 if len(f1s) > 1 else None
+                cells.append(f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else ""))
             print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     return rows
 
@@ -140,7 +146,8 @@ def main() -> None:
     ap.add_argument("--participants", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--clip-norm", type=float, default=2.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="data sets, detection and scoring runs")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds averaged in the accuracy table")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-detection", action="store_true")
     ap.add_argument("--skip-scoring", action="store_true")
