@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from coordinator.strategies import Strategy, WeightedUpdate, strategy_from_name
+from coordinator.assessment import AcceptedUpdate, assess_round
+from coordinator.defences import DefenceParams
+from coordinator.scoring import ScoringRule, round_seed
+from coordinator.strategies import Strategy, strategy_from_name
 from fedledger.data import FlowDataset
 from fedledger.federation import Descriptor, canonical_json
 from fedledger.metrics import evaluate
@@ -84,6 +87,13 @@ def strategy_of(descriptor: Descriptor) -> Strategy:
     return strategy_from_name(descriptor.strategy, **descriptor.strategy_params)
 
 
+def scoring_of(descriptor: Descriptor) -> tuple[ScoringRule, DefenceParams]:
+    """The descriptor's scoring rule, and the copy / free-rider thresholds (its optional ``defences`` key)."""
+    entry = dict(descriptor.scoring)
+    defences = entry.pop("defences", None)
+    return ScoringRule.from_dict(entry), DefenceParams.from_dict(defences)
+
+
 def _validate(
     sub: SubmissionInput, round_id: int, base_digest_hex: str, spec: ModelSpec, max_bytes: int
 ) -> tuple[Verdict, dict[str, np.ndarray] | None]:
@@ -128,42 +138,32 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     strategy = strategy_of(desc)
     # The header binds the base model by the digest the chain records (its root block's sha2-256).
     base_hex = cid_to_digest(content_cid(inputs.base_model)).hex()
+    rule, defences = scoring_of(desc)
     verdicts: list[Verdict] = []
-    accepted: dict[str, dict[str, np.ndarray]] = {}
-    samples: dict[str, int] = {}
+    accepted: list[AcceptedUpdate] = []
     for sub in inputs.submissions:
         verdict, delta = _validate(sub, inputs.round_id, base_hex, spec, desc.max_update_bytes)
         if delta is not None:
             verdict.weight = strategy.effective_weight(sub.num_samples)
-            accepted[sub.participant] = delta
-            samples[sub.participant] = sub.num_samples
+            accepted.append(AcceptedUpdate(sub.participant, sub.digest, sub.num_samples, delta))
         verdicts.append(verdict)
 
-    order = sorted(accepted, key=lambda a: bytes.fromhex(a[2:]))
     state = strategy.state_from_bytes(inputs.state_in) if inputs.state_in else None
-
-    def aggregate(members: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        if not members:
-            return {k: np.asarray(v, dtype=np.float32) for k, v in inputs.base_weights.items()}, (state or {})
-        ups = (WeightedUpdate(a, samples[a], accepted[a]) for a in members)
-        return strategy.aggregate(inputs.base_weights, ups, state)
-
-    weights, new_state = aggregate(order)
+    # Every auditor draws the same GTG permutations: the seed is on-chain data only.
+    seed = round_seed(inputs.round_id, bytes.fromhex(base_hex), [s.digest for s in inputs.submissions])
+    assessed = assess_round(
+        strategy=strategy, spec=spec, base_weights=inputs.base_weights, state=state, accepted=accepted,
+        validation=inputs.validation, scoring=rule, seed=seed, defences=defences,
+    )  # fmt: skip
+    weights, new_state, order = assessed.weights, assessed.state, assessed.order
     global_bytes = save_model_bytes(spec, weights)
     state_out = strategy.state_to_bytes(new_state) if new_state else None
-
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = _round_floats(assessed.metrics) if inputs.validation is not None else {}
     scores = {s.participant: 0 for s in inputs.submissions}
-    scoring = desc.scoring
-    if inputs.validation is not None:
-        metrics = _round_floats(evaluate(weights, spec, inputs.validation))
-        metric_name = scoring.get("metric", "macro_f1")
-        scale = int(scoring.get("scale", 10000))
-        full = float(metrics[metric_name])
-        for a in order:
-            without, _ = aggregate([b for b in order if b != a])
-            scores[a] = int(round(scale * (full - _metric(without, spec, inputs.validation, metric_name))))
-            scores[a] = max(-(2**31), min(2**31 - 1, scores[a]))
+    scores.update(assessed.scores)
+    scoring_entry: dict[str, Any] = dict(desc.scoring)
+    if assessed.report is not None and rule.rule == "gtg-shapley":
+        scoring_entry["report"] = assessed.report.summary()
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -185,6 +185,9 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
                 "reason": v.reason,
                 "detail": v.detail,
                 "score": scores[s.participant],
+                # Only flagged updates carry these keys, so manifests of clean rounds keep their bytes.
+                **({"flags": assessed.flags_of(s.participant)} if assessed.flags_of(s.participant) else {}),
+                **({"aggregated": False} if v.accepted and s.participant not in order else {}),
                 # Only DP updates carry the key, so manifests of rounds without DP keep their bytes.
                 **({"privacy": v.privacy} if v.privacy is not None else {}),
             }
@@ -192,7 +195,7 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
         ],
         "absent": sorted(inputs.absent),
         "aggregation_order": order,
-        "scoring": dict(scoring),
+        "scoring": scoring_entry,
         "validation": desc.validation,
         "metrics": metrics,
     }

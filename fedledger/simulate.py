@@ -19,11 +19,15 @@ from typing import Any
 import numpy as np
 from eth_utils import to_checksum_address
 
-from coordinator.strategies import WeightedUpdate, strategy_from_name
+from coordinator.assessment import AcceptedUpdate, assess_round
+from coordinator.scoring import ScoringRule, round_seed
+from coordinator.strategies import strategy_from_name
+from fedledger.attacks import COPY, FREE_RIDE, POISON, AttackSpec, copy_update, flip_labels, plant, poison_delta
+from fedledger.attacks import attack_delta, submission_order
 from fedledger.errors import FedLedgerError
 from fedledger.metrics import evaluate
 from fedledger.model import ModelSpec, init_model, model_digest, save_model_bytes
-from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update
+from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update, encode_update
 from participant.compression import ErrorFeedback
 from participant.accounting import PrivacyAccount, PrivacyBudgetExhausted, check_delta
 from participant.privacy import dp_from_options, train_local_dp
@@ -68,6 +72,10 @@ class SimulationConfig:
     dp_delta: float = 1e-5
     dp_budget: float | None = None
     dp_clip: float = 1.0
+    # Planted attackers, "KIND:COUNT" (fedledger.attacks), and how contributions are scored
+    # (on the test set, which stands in for the federation's public validation set here).
+    attacks: tuple[str, ...] = ()
+    scoring: str = "leave-one-out"
 
 
 def participant_address(index: int, seed: int) -> str:
@@ -108,6 +116,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         )
     codec = CodecParams.parse(cfg.codec)
     strategy = strategy_from_name(cfg.strategy, **cfg.strategy_params)
+    attack_specs = [AttackSpec.parse(a) for a in cfg.attacks]
+    rule = ScoringRule(cfg.scoring) if cfg.scoring in ("leave-one-out", "gtg-shapley") else ScoringRule.from_dict({"rule": cfg.scoring})
     notify = progress or (lambda *_: None)
     train, test = _load(cfg)
     spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden))
@@ -118,6 +128,10 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     for address, data in orgs:
         if len(data) == 0:
             raise SimulationError(f"the {cfg.split} split left organisation {address} without data", hint="use fewer participants")
+    planted = plant([a for a, _ in orgs], attack_specs, cfg.seed) if attack_specs else {}
+    # On-chain order: members who train, then copiers and free-riders (they wait for something to copy).
+    by_address = dict(orgs)
+    orgs = [(a, by_address[a]) for a in submission_order([a for a, _ in orgs], planted)]
     weights = init_model(spec, cfg.seed)
     state = strategy.initial_state(weights)
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
@@ -136,9 +150,11 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         "codec": codec.to_dict(),
         "data": {"train": len(train), "test": len(test), "classes": list(train.classes), "test_support": test.class_counts().tolist()},
         "participants": [
-            {"address": a, "samples": len(d), "class_counts": d.class_counts().tolist(), "families_seen": _families(d)}
-            for a, d in orgs
+            {"address": a, "samples": len(d), "class_counts": d.class_counts().tolist(), "families_seen": _families(d),
+             "attack": planted.get(a)}
+            for a, d in sorted(orgs, key=lambda o: o[0].lower())
         ],
+        "scoring": rule.to_dict(),
         "rounds": [],
     }
     total_steps = cfg.rounds * len(orgs)
@@ -147,12 +163,31 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         base_bytes = save_model_bytes(spec, weights)
         base_digest = model_digest(base_bytes)
         sizes: dict[str, int] = {}
-        decoded: list[WeightedUpdate] = []
+        decoded: list[AcceptedUpdate] = []
+        first_honest: bytes | None = None
         privacy: dict[str, dict[str, float]] = {}
         refused: dict[str, str] = {}
         for j, (address, data) in enumerate(orgs):
             seed = cfg.seed * 1_000_003 + rnd * 1009 + j
             dp_params = None
+            kind = planted.get(address)
+            if kind in COPY or kind in FREE_RIDE:
+                # Copiers and free-riders do not train: they re-send or invent an update.
+                header = UpdateHeader(address, rnd, base_digest, spec.digest(), len(data), 0, codec)
+                if kind == "copy" and first_honest is not None:
+                    blob = copy_update(first_honest, header, spec)
+                else:
+                    victim = decode_update(first_honest, spec)[1] if first_honest is not None else None
+                    fake = attack_delta(kind, train=lambda _d: {}, data=data, shapes=spec.tensor_shapes(), victim=victim,
+                                        seed=cfg.seed, address=address, round_id=rnd)  # fmt: skip
+                    blob = encode_update(header, fake, spec)
+                sizes[address] = len(blob)
+                got_header, delta = decode_update(blob, spec)
+                decoded.append(AcceptedUpdate(got_header.participant, hashlib.sha256(blob).digest(), got_header.num_samples, delta))
+                notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
+                continue
+            if kind == "label-flip":
+                data = flip_labels(data)
             if dp is None:
                 local = train_local(
                     spec, weights, data, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu,
@@ -179,13 +214,29 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             ef = feedback[address]
             if not cfg.error_feedback:
                 ef.reset()
-            blob = ef.encode(header, local.delta)
+            sent = poison_delta(kind, local.delta) if kind in POISON and kind != "label-flip" else local.delta
+            blob = ef.encode(header, sent)
+            if kind is None and first_honest is None:
+                first_honest = blob
             sizes[address] = len(blob)
             got_header, delta = decode_update(blob, spec)  # what the coordinator does with the bytes
-            decoded.append(WeightedUpdate(got_header.participant, got_header.num_samples, delta))
+            decoded.append(AcceptedUpdate(got_header.participant, hashlib.sha256(blob).digest(), got_header.num_samples, delta))
             notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
+        members: list[dict[str, Any]] = []
+        scoring: dict[str, Any] | None = None
         if decoded:  # every member may have refused (budget spent): the model then stays as it was
-            weights, state = strategy.aggregate(weights, decoded, state)
+            # The round assessment a real round runs: defences, the strategy, then scores.
+            seed_bytes = round_seed(rnd, bytes.fromhex(base_digest), [u.digest for u in decoded])
+            assessed = assess_round(strategy=strategy, spec=spec, base_weights=weights, state=state, accepted=decoded,
+                                    validation=test, scoring=rule, seed=seed_bytes)  # fmt: skip
+            weights, state = assessed.weights, assessed.state
+            members = [
+                {"address": u.participant, "attack": planted.get(u.participant), "accepted": u.participant in assessed.order,
+                 "score": assessed.scores[u.participant], "flags": assessed.flags_of(u.participant)}
+                for u in decoded
+            ]  # fmt: skip
+            if assessed.report is not None:
+                scoring = {**assessed.report.summary(), "seconds": round(assessed.report.seconds, 3)}
         metrics = evaluate(weights, spec, test)
         result["rounds"].append({
             "round": rnd,
@@ -194,6 +245,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             "update_bytes_total": sum(sizes.values()),
             "model_digest": model_digest(save_model_bytes(spec, weights)),
             "seconds": round(time.perf_counter() - started, 3),
+            "participants": members,
+            "scoring": scoring,
             **({"privacy": privacy, "refused": refused} if dp is not None else {}),
         })  # fmt: skip
     result["final"] = result["rounds"][-1]["metrics"]

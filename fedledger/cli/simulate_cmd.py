@@ -39,8 +39,14 @@ def simulate(
     rounds: int = typer.Option(10, "--rounds", "-r", help="Federated rounds."),
     codec: str = typer.Option("none", "--codec", help="none | int8[:BLOCK] | topk:FRAC+int8[:BLOCK] (+zstd:LEVEL)"),
     no_error_feedback: bool = typer.Option(False, "--no-error-feedback", help="Drop what the codec loses instead of carrying it."),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg | fedavgm | fedadam"),
-    strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable)."),
+    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg | fedavgm | fedadam | median | trimmed-mean | multi-krum"),
+    strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2, f=2."),
+    clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating (any strategy)."),
+    attack: list[str] = typer.Option(
+        [], "--attack", help="Plant attackers, KIND:COUNT (repeatable); KIND: label-flip, sign-flip, scale10, scale100, "
+        "same-value, copy, copy-noise, free-ride, free-ride-noise."
+    ),
+    scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out | gtg-shapley."),
     local_epochs: int = typer.Option(1, "--local-epochs", help="Local epochs per round."),
     batch_size: int = typer.Option(256, "--batch-size"),
     lr: float = typer.Option(5e-3, "--lr", help="Local learning rate (Adam)."),
@@ -71,6 +77,15 @@ def simulate(
         hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise FedLedgerError(f"--hidden {hidden!r} is not a comma-separated list of sizes", hint="e.g. --hidden 64,32") from None
+    from fedledger.attacks import AttackSpec
+
+    for a in attack:
+        AttackSpec.parse(a)  # a typo fails before any data is loaded
+    if scoring not in ("leave-one-out", "gtg-shapley"):
+        raise FedLedgerError(f"--scoring {scoring!r} is not leave-one-out or gtg-shapley")
+    params = _parse_strategy_params(strategy_param)
+    if clip_norm is not None:
+        params["clip_norm"] = clip_norm
     from fedledger.simulate import SimulationConfig, run_simulation  # torch loads only when simulating
     from participant.privacy import dp_from_options
 
@@ -79,7 +94,7 @@ def simulate(
     cfg = SimulationConfig(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
-        strategy=strategy, strategy_params=_parse_strategy_params(strategy_param), local_epochs=local_epochs,
+        strategy=strategy, strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
