@@ -49,6 +49,8 @@ class DemoOptions:
     dp_epsilon: float | None = None  # per-round target; None = no DP
     dp_delta: float | None = None
     dp_budget: float | None = None
+    strategy_params: dict[str, Any] = field(default_factory=dict)  # e.g. trim, f, m, clip_norm
+    attacks: tuple[str, ...] = ()  # planted attackers, "KIND:COUNT" (fedledger.attacks)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class OrgProcess:
     dir: Path
     records: int
     families: list[str]
+    attack: str | None = None  # the planted misbehaviour, None for an honest organisation
     proc: subprocess.Popen | None = None
     events: list[dict] = field(default_factory=list)
 
@@ -131,9 +134,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     from fedledger.setup_federation import create_federation
     from ipfs import digest_to_cid, open_store
 
+    from coordinator.strategies import strategy_from_name
+    from fedledger.attacks import AttackSpec, plant
+
     console = console or Console(stderr=True)
     if opts.participants < 1 or opts.rounds < 1:
         raise FedLedgerError("the demo needs at least one participant and one round")
+    attack_specs = [AttackSpec.parse(a) for a in opts.attacks]  # bad options fail before anything starts
+    strategy_from_name(opts.strategy, **opts.strategy_params)
     out = opts.out.resolve()
     if out.exists():
         shutil.rmtree(out)
@@ -155,8 +163,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         min_updates = opts.min_updates or max(1, (opts.participants * 3 + 4) // 5)
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
-            strategy=opts.strategy, min_updates=min_updates, seed=opts.seed, normaliser=normaliser,
+            strategy=opts.strategy, strategy_params=opts.strategy_params, min_updates=min_updates, seed=opts.seed,
+            normaliser=normaliser,
         )  # fmt: skip
+        planted = plant([a.address for a in orgs], attack_specs, opts.seed) if attack_specs else {}
         ledger = fed.ledger
         console.print(f"ledger {ledger.address} on {chain.rpc_url} (deploy gas {fed.deploy_gas:,}); descriptor {fed.descriptor_cid}")
 
@@ -171,13 +181,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             d = out / "orgs" / f"org-{i + 1}"
             d.mkdir(parents=True)
             (d / "flows.flowset").write_bytes(flowset_bytes(local))
-            procs.append(OrgProcess(i, name, acct.address, d, len(local), fams))
+            procs.append(OrgProcess(i, name, acct.address, d, len(local), fams, planted.get(acct.address)))
 
         table = Table(title="organisations")
-        for col in ("org", "address", "flows", "attack flows by family"):
+        for col in ("org", "address", "flows", "attack flows by family", "planted attacker"):
             table.add_column(col)
         for p in procs:
-            table.add_row(p.name, p.address, f"{p.records:,}", ", ".join(p.families) or "-")
+            table.add_row(p.name, p.address, f"{p.records:,}", ", ".join(p.families) or "-", p.attack or "-")
         console.print(table)
 
         for p, acct in zip(procs, orgs, strict=True):
@@ -185,7 +195,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                 acct, chain_args(chain.rpc_url, ledger.address, chain.chain_id, fed.descriptor_cid, store_dir, opts.ipfs_api),
                 ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec,
                  # FedRS: under "families" a member must not teach the model to rule out what it never sees.
-                 "--absent-class-scale", "0" if opts.split == "families" else "1", *_dp_args(opts)],
+                 "--absent-class-scale", "0" if opts.split == "families" else "1", *_dp_args(opts),
+                 *(["--attack", p.attack] if p.attack else [])],
             )  # fmt: skip
 
         coordinator = CoordinatorService(
@@ -243,6 +254,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                 row["scores"] = {by_addr.get(a, a): s for a, s in o.result.scores.items()}
                 row["rejected"] = {by_addr.get(v.participant, v.participant): v.reason for v in o.result.verdicts if not v.accepted}
                 row["absent"] = [by_addr.get(a, a) for a in o.result.manifest["absent"]]
+                attack_of = {p.address: p.attack for p in procs}
+                row["participants"] = [
+                    {"name": by_addr.get(e["participant"], e["participant"]), "address": e["participant"],
+                     "attack": attack_of.get(e["participant"]), "score": e["score"],
+                     "accepted": e["status"] == "accepted" and e.get("aggregated", True),
+                     "status": e["status"], "reason": e["reason"], "flags": e.get("flags", [])}
+                    for e in o.result.manifest["submissions"]
+                ]  # fmt: skip
                 row["global_model"] = digest_to_cid(info.global_model)
                 row["manifest"] = digest_to_cid(info.manifest)
             else:
@@ -271,12 +290,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "participants": opts.participants,
         "rounds_requested": opts.rounds,
         "strategy": opts.strategy,
+        "strategy_params": dict(opts.strategy_params),
         "codec": opts.codec,
         "ledger": ledger.address,
         "descriptor": fed.descriptor_cid,
         "deploy_gas": fed.deploy_gas,
         "organisations": [
-            {"name": p.name, "address": p.address, "flows": p.records, "families": p.families,
+            {"name": p.name, "address": p.address, "flows": p.records, "families": p.families, "attack": p.attack,
              "exit_code": p.proc.returncode if p.proc else None}
             for p in procs
         ],  # fmt: skip
@@ -351,13 +371,14 @@ def _print_round(console: Console, row: dict, procs: list[OrgProcess]) -> None:
         return
     m = row["test_metrics"]
     t = Table(title=f"round {row['round']}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} (test set); gas {row['gas']['total']:,}")
-    for col in ("organisation", "score", "update bytes", "submit gas", "status"):
-        t.add_column(col, justify="right" if col != "organisation" else "left")
+    for col in ("organisation", "score", "update bytes", "submit gas", "status", "flags"):
+        t.add_column(col, justify="right" if col not in ("organisation", "flags") else "left")
+    flags = {e["name"]: ", ".join(f["reason"] for f in e["flags"]) for e in row.get("participants", [])}
     for p in procs:
         status = "absent" if p.name in row["absent"] else ("rejected: " + str(row["rejected"][p.name]) if p.name in row["rejected"] else "accepted")
         t.add_row(
-            p.name, str(row["scores"].get(p.name, "-")), f"{row['update_bytes'].get(p.name, 0):,}",
-            f"{row['gas']['submit'].get(p.name, 0):,}", status,
+            p.name + (f" [red]({p.attack})[/]" if p.attack else ""), str(row["scores"].get(p.name, "-")),
+            f"{row['update_bytes'].get(p.name, 0):,}", f"{row['gas']['submit'].get(p.name, 0):,}", status, flags.get(p.name) or "-",
         )  # fmt: skip
     console.print(t)
 
@@ -399,6 +420,13 @@ def _write_markdown(path: Path, r: dict) -> None:
             f"| {row['round']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {row['gas']['total']:,} | {audit} | "
             + " | ".join(str(row["scores"].get(n, "-")) for n in names) + " |"
         )
+    flagged = [(row["round"], e) for row in r["rounds"] for e in row.get("participants", []) if e["flags"] or e.get("attack")]
+    if flagged:
+        lines += ["", "## Planted attackers and flags", "", "| round | organisation | planted | score | aggregated | flags |",
+                  "|---:|---|---|---:|---|---|"]  # fmt: skip
+        for rnd, e in flagged:
+            why = "; ".join(f"{f['reason']}: {f['detail']}" for f in e["flags"]) or "-"
+            lines.append(f"| {rnd} | {e['name']} | {e.get('attack') or '-'} | {e['score']} | {'yes' if e['accepted'] else 'no'} | {why} |")
     lines += ["", "## Update bytes", "", "| round | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for row in r["rounds"]:
         lines.append(f"| {row['round']} | " + " | ".join(f"{row['update_bytes'].get(n, 0):,}" for n in names) + " |")

@@ -24,7 +24,7 @@ from fedledger.data import FlowDataset
 from fedledger.errors import FedLedgerError
 from fedledger.federation import Descriptor
 from fedledger.model import load_model_bytes
-from fedledger.updates import CodecParams, DPParams, UpdateHeader
+from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update, encode_update
 from ipfs import ContentStore, cid_to_digest, digest_to_cid
 from participant.accounting import PrivacyAccount, check_delta
 from participant.compression import ErrorFeedback
@@ -53,6 +53,9 @@ class TrainingSettings:
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
     dp: DPConfig | None = None  # record- or client-level differential privacy; None = no DP
+    # A planted misbehaviour (fedledger.attacks: sign-flip, copy, free-ride, ...), for demos, tests and
+    # benchmarks of the federation's defences; None = an honest member.
+    attack: str | None = None
 
 
 @dataclass
@@ -96,6 +99,13 @@ class ParticipantService:
             )
         if len(data) == 0:
             raise ParticipantError("local data holds no flow records")
+        if settings is not None and settings.attack is not None:
+            from fedledger.attacks import ATTACKS, flip_labels
+
+            if settings.attack not in ATTACKS:
+                raise ParticipantError(f"unknown attack {settings.attack!r}", hint=f"use one of {', '.join(ATTACKS)}")
+            if settings.attack == "label-flip":
+                data = flip_labels(data)
         self.ledger = ledger
         self.store = store
         self.descriptor = descriptor
@@ -185,7 +195,7 @@ class ParticipantService:
             num_samples=result.num_samples, epsilon_milli=epsilon_milli, codec=s.codec, dp=dp_params,
         )  # fmt: skip
         ef = self._error_feedback()
-        blob = ef.encode(header, result.delta)
+        blob = ef.encode(header, result.delta) if s.attack in (None, "label-flip") else self._attack(header, result.delta, deadline)
         t2 = time.perf_counter()
         cid = self.store.put(blob)
         self.store.pin(cid)
@@ -204,6 +214,34 @@ class ParticipantService:
             round_id, cid, len(blob), result.num_samples, t_train, t_store, t_chain, tx.gas_used, dict(result.metrics),
             privacy,
         )
+
+    def _attack(self, header: UpdateHeader, delta: dict, deadline: int) -> bytes:
+        """The bytes a planted attacker sends instead of its honest update (error feedback is left alone)."""
+        from fedledger.attacks import COPY, POISON, attack_delta, copy_update
+
+        kind, spec = self.settings.attack, self.descriptor.spec
+        if kind in POISON:
+            return encode_update(header, attack_delta(kind, train=lambda _d: delta, data=self.data, shapes=spec.tensor_shapes(),
+                                                      victim=None, seed=self.descriptor.seed, address=self.address,
+                                                      round_id=header.round_id), spec)  # fmt: skip
+        victim = None
+        if kind in COPY:
+            # A copier waits for someone else's update of this round, then re-sends it as its own.
+            while victim is None:
+                others = [a for a in self.ledger.submitters(header.round_id) if a.lower() != self.address.lower()]
+                if others:
+                    sub = self.ledger.get_submission(header.round_id, others[0])
+                    victim = self.store.get(digest_to_cid(sub.update)) if sub is not None else None
+                elif chain_now(self.ledger) >= deadline - self.settings.deadline_margin:
+                    raise RoundMissed(f"round {header.round_id}: nobody submitted an update to copy before the deadline")
+                else:
+                    time.sleep(self.poll_seconds)
+            if kind == "copy":
+                return copy_update(victim, header, spec)
+            victim = decode_update(victim, spec)[1]
+        fake = attack_delta(kind, train=lambda _d: delta, data=self.data, shapes=spec.tensor_shapes(), victim=victim,  # type: ignore[arg-type]
+                            seed=self.descriptor.seed, address=self.address, round_id=header.round_id)  # fmt: skip
+        return encode_update(header, fake, spec)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, rounds: int | None = None, stop: Event | None = None, idle_exit: float | None = None) -> list[Submitted]:

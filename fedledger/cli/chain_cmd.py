@@ -208,6 +208,10 @@ def participant_run(
     dp_clip: float = typer.Option(None, "--dp-clip", help="DP clipping norm (per sample, or per update with --dp-level client)."),
     dp_level: str = typer.Option(None, "--dp-level", help="record (DP-SGD, default) or client (noised update)."),
     dp_accountant: str = typer.Option(None, "--dp-accountant", help="rdp (default) or prv."),
+    attack: str = typer.Option(
+        None, "--attack", help="Misbehave on purpose, to exercise the federation's defences (demos and tests only): "
+        "label-flip, sign-flip, scale10, scale100, same-value, copy, copy-noise, free-ride, free-ride-noise."
+    ),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
     ledger: str = LedgerOpt,
@@ -241,7 +245,8 @@ def participant_run(
     with _progress(enabled=not events) as (on_event, on_progress):
         service = ParticipantService(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
-            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
+            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp,
+                                      attack=attack),
             poll_seconds=cfg.federation.poll_seconds, on_event=_event_printer(events) if events else on_event,
             on_progress=on_progress,
         )  # fmt: skip

@@ -23,7 +23,13 @@ def demo(
         help="How flows are dealt to organisations: dirichlet:ALPHA (skewed attack mixes), families (each sees only some "
         "attack families; needs ~20 rounds, see docs/learning.md) or iid.",
     ),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg, fedavgm or fedadam."),
+    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg, fedavgm, fedadam, median, trimmed-mean or multi-krum."),
+    strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2."),
+    clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating."),
+    attack: list[str] = typer.Option(
+        [], "--attack", help="Plant attackers, KIND:COUNT (repeatable); KIND: label-flip, sign-flip, scale10, scale100, "
+        "same-value, copy, copy-noise, free-ride, free-ride-noise."
+    ),
     codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
     round_seconds: int = typer.Option(90, "--round-seconds", help="Deadline of each round."),
     seed: int = typer.Option(0, "--seed"),
@@ -33,15 +39,20 @@ def demo(
     dp_budget: float = typer.Option(None, "--dp-budget", help="Each member's total composed epsilon budget."),
 ) -> None:
     """Run a local federation end to end: chain, store, organisations, coordinator, audit, report."""
+    from fedledger.cli.simulate_cmd import _parse_strategy_params
     from fedledger.demo import DemoOptions, run_demo
     from participant.privacy import dp_from_options
+
+    params = _parse_strategy_params(strategy_param)
+    if clip_norm is not None:
+        params["clip_norm"] = clip_norm
 
     dp_from_options(dp_epsilon, dp_delta, dp_budget)  # refuse bad settings before anything starts
     result = run_demo(
         DemoOptions(
             participants=participants, rounds=rounds, out=out, dataset=dataset, train=train, test=test,
             ipfs_api=ipfs_api, split=split, strategy=strategy, codec=codec, round_seconds=round_seconds, seed=seed,
-            dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget,
+            dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget, strategy_params=params, attacks=tuple(attack),
         ),
         console,
     )  # fmt: skip
