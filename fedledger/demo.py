@@ -50,6 +50,7 @@ class DemoOptions:
     dp_delta: float | None = None
     dp_budget: float | None = None
     strategy_params: dict[str, Any] = field(default_factory=dict)  # e.g. trim, f, m, clip_norm
+    scoring: str = "leave-one-out"
     attacks: tuple[str, ...] = ()  # planted attackers, "KIND:COUNT" (fedledger.attacks)
 
 
@@ -164,6 +165,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
             strategy=opts.strategy, strategy_params=opts.strategy_params, min_updates=min_updates, seed=opts.seed,
+            scoring=opts.scoring,
             normaliser=normaliser,
         )  # fmt: skip
         planted = plant([a.address for a in orgs], attack_specs, opts.seed) if attack_specs else {}
@@ -291,6 +293,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "rounds_requested": opts.rounds,
         "strategy": opts.strategy,
         "strategy_params": dict(opts.strategy_params),
+        "scoring": opts.scoring,
         "codec": opts.codec,
         "ledger": ledger.address,
         "descriptor": fed.descriptor_cid,

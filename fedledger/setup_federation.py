@@ -39,18 +39,22 @@ def create_federation(
     coordinator: str | None = None,
     expected_chain_id: int | None = None,
     normaliser: dict[str, Any] | None = None,
+    scoring: str = "leave-one-out",
 ) -> Federation:
     """Put the federation's fixed content in the store and deploy its ledger.
 
     The ledger's genesis model is the one the descriptor commits to, so an auditor
     holding the descriptor can check the whole federation from round one.
     """
+    from coordinator.scoring import ScoringRule
+
     spec = ModelSpec.for_dataset(validation, hidden=hidden)
+    rule = ScoringRule.from_dict({"rule": scoring})  # validates the name before anything is deployed
     validation_cid = store.put(flowset_bytes(validation))
     store.pin(validation_cid)
     descriptor = Descriptor(
         name=name, spec=spec, validation=validation_cid, strategy=strategy,
-        strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser,
+        strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser, scoring=rule.to_dict(),
     )  # fmt: skip
     descriptor_cid = store.put(descriptor.to_bytes())
     store.pin(descriptor_cid)

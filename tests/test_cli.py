@@ -199,3 +199,17 @@ def test_raw_flow_files_use_the_normaliser_merged_from_every_members_statistics(
         own, _ = load_dataset("nsl-kdd", files[0], None, test_fraction=0.0)
         assert sub is not None and sub.num_samples == len(merged)
         assert not np.allclose(merged.features, own.features)
+
+
+def test_an_unknown_scoring_rule_is_refused_before_anything_is_deployed(tmp_path: Path) -> None:
+    from coordinator.scoring import InvalidScoringRule
+    from fedledger.data.synthetic import generate
+    from fedledger.setup_federation import create_federation
+
+    store = EmbeddedStore(tmp_path / "store")
+    with pytest.raises(InvalidScoringRule):
+        create_federation(
+            rpc_url="http://127.0.0.1:9", admin=Account.create(), store=store, name="x",
+            validation=generate(200, 1), scoring="shapley-ish",
+        )  # fmt: skip
+    assert list(store.list()) == []  # nothing was written for a federation that was never created

@@ -56,7 +56,10 @@ def deploy(
     stats: list[Path] = typer.Option(None, "--stats", help="A member's statistics file (repeat for every member): fixes the normalisation."),
     name: str = typer.Option("fedledger", "--name", help="Federation name (goes into the descriptor)."),
     min_updates: int = typer.Option(1, "--min-updates", help="Quorum: updates needed to finalise a round."),
-    strategy: str = typer.Option("fedavg", "--strategy", help="Aggregation strategy: fedavg, fedavgm, fedadam."),
+    strategy: str = typer.Option(
+        "fedavg", "--strategy", help="Aggregation: fedavg, fedavgm, fedadam, median, trimmed-mean, multi-krum."
+    ),
+    scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out or gtg-shapley."),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes of the MLP."),
     seed: int = typer.Option(0, "--seed", help="Federation seed (genesis weights, training seeds)."),
     coordinator: str = typer.Option(None, "--coordinator", help="Coordinator address (default: the deployer)."),
@@ -99,7 +102,7 @@ def deploy(
         rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
         hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
         seed=seed, coordinator=coordinator, expected_chain_id=cfg.chain.chain_id,
-        normaliser=normaliser.to_dict() if normaliser is not None else None,
+        normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring,
     )  # fmt: skip
     cfg = cfg.with_overrides(chain={"ledger": fed.ledger.address}, federation={"descriptor": fed.descriptor_cid})
     if out:

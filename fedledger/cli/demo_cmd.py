@@ -26,6 +26,7 @@ def demo(
     strategy: str = typer.Option("fedavg", "--strategy", help="fedavg, fedavgm, fedadam, median, trimmed-mean or multi-krum."),
     strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2."),
     clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating."),
+    scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out or gtg-shapley."),
     attack: list[str] = typer.Option(
         [], "--attack", help="Plant attackers, KIND:COUNT (repeatable); KIND: label-flip, sign-flip, scale10, scale100, "
         "same-value, copy, copy-noise, free-ride, free-ride-noise."
@@ -52,7 +53,7 @@ def demo(
         DemoOptions(
             participants=participants, rounds=rounds, out=out, dataset=dataset, train=train, test=test,
             ipfs_api=ipfs_api, split=split, strategy=strategy, codec=codec, round_seconds=round_seconds, seed=seed,
-            dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget, strategy_params=params, attacks=tuple(attack),
+            dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget, strategy_params=params, attacks=tuple(attack), scoring=scoring,
         ),
         console,
     )  # fmt: skip
