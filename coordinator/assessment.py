@@ -17,7 +17,7 @@ Order of work, and why:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,14 +86,16 @@ def assess_round(
         assert validation is not None
         return float(evaluate(weights, spec, validation)[metric])
 
-    gain = None
+    gain: Callable[[Mapping[str, np.ndarray]], float] | None = None
     if validation is not None:
         base_metric = metric_of(base_weights)
 
-        def gain(delta: Mapping[str, np.ndarray]) -> float:
+        def gain_of(delta: Mapping[str, np.ndarray]) -> float:
             alone = {k: (np.asarray(base_weights[k], np.float64) + np.asarray(delta[k], np.float64)).astype(np.float32)
                      for k in base_weights}  # fmt: skip
             return metric_of(alone) - float(base_metric)  # type: ignore[arg-type]
+
+        gain = gain_of
 
     excluded = detect([Candidate(u.participant, u.digest, u.delta) for u in accepted], defences, gain) if accepted else {}
     order = _address_order([u.participant for u in accepted if u.participant not in excluded])

@@ -67,6 +67,21 @@ def _address_key(address: str) -> bytes:
     return raw
 
 
+def _check_update(update: WeightedUpdate, last_key: bytes | None, names: Iterable[str]) -> bytes:
+    """Refuse an update out of address order, with a bad sample count or the wrong tensors; return its key."""
+    key = _address_key(update.participant)
+    if last_key is not None and key <= last_key:
+        raise AggregationError(
+            f"updates must come in strictly increasing participant-address order; {update.participant} is out of order or repeated",
+            hint="sort accepted updates by participant address before aggregating",
+        )
+    if type(update.num_samples) is not int or update.num_samples < 1:
+        raise AggregationError(f"update from {update.participant} claims {update.num_samples!r} samples; must be >= 1")
+    if set(update.delta) != set(names):
+        raise AggregationError(f"update from {update.participant} has tensors {sorted(update.delta)}, expected {sorted(names)}")
+    return key
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1)
 
@@ -257,17 +272,7 @@ def weighted_sum(
         update = next(iterator, None)
         if update is None:
             break
-        key = _address_key(update.participant)
-        if last_key is not None and key <= last_key:
-            raise AggregationError(
-                f"updates must come in strictly increasing participant-address order; {update.participant} is out of order or repeated",
-                hint="sort accepted updates by participant address before aggregating",
-            )
-        last_key = key
-        if type(update.num_samples) is not int or update.num_samples < 1:
-            raise AggregationError(f"update from {update.participant} claims {update.num_samples!r} samples; must be >= 1")
-        if set(update.delta) != set(names):
-            raise AggregationError(f"update from {update.participant} has tensors {sorted(update.delta)}, expected {names}")
+        last_key = _check_update(update, last_key, names)
         w = np.float64(weight_of(update.num_samples))
         for k in names:
             x = np.asarray(update.delta[k])
@@ -470,17 +475,7 @@ def _stack(base: Mapping[str, np.ndarray], updates: Iterable[WeightedUpdate]) ->
     samples: list[int] = []
     last_key: bytes | None = None
     for update in updates:
-        key = _address_key(update.participant)
-        if last_key is not None and key <= last_key:
-            raise AggregationError(
-                f"updates must come in strictly increasing participant-address order; {update.participant} is out of order or repeated",
-                hint="sort accepted updates by participant address before aggregating",
-            )
-        last_key = key
-        if type(update.num_samples) is not int or update.num_samples < 1:
-            raise AggregationError(f"update from {update.participant} claims {update.num_samples!r} samples; must be >= 1")
-        if set(update.delta) != set(names):
-            raise AggregationError(f"update from {update.participant} has tensors {sorted(update.delta)}, expected {names}")
+        last_key = _check_update(update, last_key, names)
         parts = []
         for k in names:
             x = np.asarray(update.delta[k])

@@ -110,7 +110,7 @@ def poison_delta(kind: str, delta: Mapping[str, np.ndarray]) -> dict[str, np.nda
         return {k: np.asarray(v, np.float32) * factor for k, v in delta.items()}
     if kind == "same-value":
         return {k: np.full(np.shape(v), SAME_VALUE, np.float32) for k, v in delta.items()}
-    raise InvalidAttack(f"{kind!r} is not an update-poisoning attack", hint=f"use one of sign-flip, scale10, scale100, same-value")
+    raise InvalidAttack(f"{kind!r} is not an update-poisoning attack", hint="use one of sign-flip, scale10, scale100, same-value")
 
 
 def free_ride_delta(kind: str, shapes: Mapping[str, tuple[int, ...]], *, seed: int, address: str, round_id: int) -> dict[str, np.ndarray]:

@@ -16,10 +16,9 @@ refused round leaves nothing half-trained behind.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,7 +40,7 @@ from participant.accounting import (
     mechanism_epsilon,
     to_milli,
 )
-from participant.training import LocalResult, TrainingError
+from participant.training import LocalResult, TrainingError, single_thread
 
 
 class UnsupportedModelForDP(PrivacyError):
@@ -139,14 +138,6 @@ def clip_and_noise(
     return out, norm
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def plan_round(dp: DPConfig, account: PrivacyAccount | None, round_id: int, n_records: int, batch_size: int, epochs: int) -> tuple[Mechanism, float]:
@@ -269,7 +260,7 @@ def _dp_sgd(
     weight = None if class_weight is None else torch.as_tensor(np.asarray(class_weight, dtype=np.float32))
     # opacus warns that its RNG is not cryptographic (the seeded generator is deliberate: a retry after a
     # crash must give the same bytes) and about backward hooks on the input layer; neither is actionable here.
-    with _single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
         model.train()

@@ -36,7 +36,7 @@ class LocalResult:
 
 
 @contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
+def single_thread() -> Iterator[None]:
     # Multi-threaded CPU kernels may split reductions differently run to run.
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -109,7 +109,7 @@ def train_local(
         )
     x_all = torch.from_numpy(np.ascontiguousarray(data.features, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
-    with _single_thread(), torch.random.fork_rng(devices=[]):
+    with single_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_from_weights(spec, base_weights)
         model.train()
