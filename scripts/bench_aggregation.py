@@ -215,8 +215,8 @@ def main() -> int:
         print("| " + " | ".join(c.rjust(widths[j]) for j, c in enumerate(line)) + " |")
         if i == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print(f"(2-core machine shared with other jobs; timings are noisy. ours/flower = Flower's seconds / ours; "
-          f"ours/a+b = share of the numpy bandwidth floor reached; models = peak RSS above the pre-update RSS / (P*4 bytes).)")
+    print("(2-core machine shared with other jobs; timings are noisy. ours/flower = Flower's seconds / ours; "
+          "ours/a+b = share of the numpy bandwidth floor reached; models = peak RSS above the pre-update RSS / (P*4 bytes).)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 
 from coordinator.scoring import (
     InvalidScoringRule,
     ScoringRule,
     gtg_shapley,
-    leave_one_out,
     permutation,
     round_seed,
     score,
