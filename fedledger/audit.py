@@ -176,12 +176,14 @@ class Auditor:
         if listed != list(submitters):
             bad(f"manifest lists submissions {listed}, the chain's order is {list(submitters)}")
         subs: list[SubmissionInput] = []
+        chain_scores: dict[str, int | None] = {}
         deadline = time.monotonic() + self.fetch_timeout
         for addr in submitters:
             s = self.ledger.get_submission(round_id, addr)
             if s is None:  # the contract lists only submitters; a gap means the node answered inconsistently
                 bad(f"{addr}: listed as a submitter of round {round_id} but has no submission")
                 continue
+            chain_scores[addr] = s.score
             entry = recorded.get(addr, {})
             cid = digest_to_cid(s.update)
             if entry.get("update") != cid:
@@ -227,8 +229,7 @@ class Auditor:
                     f"{sub.participant}: manifest says {entry.get('status')} ({entry.get('reason')}), "
                     f"re-validation says {status} ({verdict.reason})"
                 )
-            on_chain = self.ledger.get_submission(round_id, sub.participant)
-            chain_score = on_chain.score if on_chain else None
+            chain_score = chain_scores[sub.participant]
             if chain_score != result.scores[sub.participant]:
                 bad(f"{sub.participant}: score on chain {chain_score}, recomputed {result.scores[sub.participant]}")
         if result.manifest_bytes != manifest_bytes and not v.mismatches:

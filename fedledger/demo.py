@@ -201,16 +201,23 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                  *(["--attack", p.attack] if p.attack else [])],
             )  # fmt: skip
 
-        coordinator = CoordinatorService(
-            ledger, store, fed.descriptor_cid,
-            settings=CoordinatorSettings(round_seconds=opts.round_seconds, fetch_timeout=20.0),
-            on_event=lambda kind, info: _show_event(console, kind, info),
-        )  # fmt: skip
         rounds_report: list[dict[str, Any]] = []
         timings: dict[str, float] = {}
+        open_gas: dict[int, int] = {}  # the coordinator reports each openRound's gas as it happens
         try:
             with console.status("waiting for the first round…") as status:
-                coordinator._on_event = lambda kind, info: (_show_event(console, kind, info), status.update(status_text(kind, info)))  # noqa: E501
+
+                def on_event(kind: str, info: dict) -> None:
+                    if kind == "opened":
+                        open_gas[info["round"]] = int(info.get("gas", 0))
+                    _show_event(console, kind, info)
+                    status.update(status_text(kind, info))
+
+                coordinator = CoordinatorService(
+                    ledger, store, fed.descriptor_cid,
+                    settings=CoordinatorSettings(round_seconds=opts.round_seconds, fetch_timeout=20.0),
+                    on_event=on_event,
+                )  # fmt: skip
                 outcomes = coordinator.run(rounds=opts.rounds)
         finally:
             for p in procs:
@@ -228,8 +235,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             row: dict[str, Any] = {"round": r, "finalized": o.finalized}
             gas = {"finalize" if o.finalized else "abort": o.gas_used}
             info = ledger.get_round(r)
-            row["open_gas"] = _open_gas(ledger, r)
-            gas["open"] = row.pop("open_gas")
+            gas["open"] = open_gas.get(r, 0)
             submits: dict[str, int] = {}
             update_bytes: dict[str, int] = {}
             privacy: dict[str, dict[str, Any]] = {}
@@ -347,16 +353,6 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-def _open_gas(ledger, round_id: int) -> int:  # noqa: ANN001
-    try:
-        events = ledger.get_events(["RoundOpened"], round_id=round_id)
-        if events:
-            return int(ledger.w3.eth.get_transaction_receipt(events[0].tx_hash)["gasUsed"])
-    except Exception:  # noqa: BLE001 - the gas column is informative; a missing value must not fail the demo
-        return 0
-    return 0
 
 
 def _show_event(console: Console, kind: str, info: dict) -> None:

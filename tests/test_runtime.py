@@ -424,6 +424,35 @@ def test_the_demo_writes_its_report_with_every_round_verified(tmp_path: Path) ->
         assert row["finalized"] and row["audit"]["ok"]
         assert set(row["scores"]) == {o["name"] for o in report["organisations"]}
         assert row["gas"]["total"] > 0 and all(b > 0 for b in row["update_bytes"].values())
+        assert row["gas"]["open"] > 0  # taken from the coordinator's own openRound receipt
         assert 0.0 <= row["test_metrics"]["macro_f1"] <= 1.0
     for name in ("report.md", "metrics.png", "scores.png"):
         assert (out / name).stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- bad federation files
+
+
+def test_malformed_flow_sets_and_descriptors_are_refused_by_name(env: Env) -> None:
+    from fedledger.federation import Descriptor, InvalidDescriptor, flowset_bytes, load_flowset
+    from participant.service import ParticipantError
+
+    spec = env.fed.descriptor.spec
+    with pytest.raises(InvalidDescriptor, match="flow set"):
+        load_flowset(b"\x00" * 64, spec)
+    with pytest.raises(InvalidDescriptor, match="not a fedledger flow set"):
+        load_flowset(env.store.get(env.fed.genesis_cid), spec)  # a model file, not flows
+    other = generate(50, 1)
+    narrow = type(other)(other.features[:, :5], other.labels, other.classes, other.schema_id, other.feature_names[:5])
+    with pytest.raises(InvalidDescriptor, match="does not fit the model spec"):
+        load_flowset(flowset_bytes(narrow), spec)
+    with pytest.raises(ParticipantError, match="does not fit this federation"):
+        ParticipantService(env.ledger.with_account(env.orgs[0]), env.store, env.fed.descriptor, narrow, state_dir=env.tmp / "x")
+
+    raw = env.fed.descriptor.to_bytes()
+    with pytest.raises(InvalidDescriptor, match="malformed"):
+        Descriptor.from_bytes(raw.replace(b'"seed"', b'"sed"'))
+    with pytest.raises(InvalidDescriptor, match="canonical"):
+        Descriptor.from_bytes(raw.replace(b'{"format"', b'{ "format"', 1))
+    with pytest.raises(InvalidDescriptor, match="not a federation descriptor"):
+        Descriptor.from_bytes(b'{"format": "something-else"}')
