@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 
 class LedgerError(FedLedgerError):
@@ -49,6 +49,8 @@ class AnvilNotFound(AnvilError):
 class RpcUnavailable(LedgerError):
     """The JSON-RPC endpoint did not answer."""
 
+    transient = True  # a node that is restarting or overloaded answers again later
+
     def __init__(self, url: str, reason: str, *, hint: str | None = None) -> None:
         self.url = url
         self.reason = reason
@@ -83,6 +85,8 @@ class TransactionFailed(LedgerError):
 
 class ReceiptTimeout(TransactionFailed):
     """No receipt arrived within the timeout."""
+
+    transient = True  # the node may still mine it; the caller re-reads the chain before sending again
 
 
 # --------------------------------------------------------------------- reverts

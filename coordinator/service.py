@@ -10,27 +10,25 @@ finalisation of a round, so no round is ever finalised twice or differently.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Event
 
-
-from contracts.client import Ledger, RoundState
-from coordinator.rounds import RoundInputs, RoundResult, SubmissionInput, derive_round
-from fedledger.clock import chain_now
-from fedledger.data import FlowDataset
-from fedledger.errors import FedLedgerError
-from fedledger.federation import Descriptor, load_flowset
-from fedledger.model import load_model_bytes
-from ipfs import ContentNotFound, ContentStore, CorruptBlock, StoreUnavailable, cid_to_digest, digest_to_cid
+from contracts.client import Ledger, RoundState, TxResult
+from faults import Backoff, Deadline, FedLedgerError, run_in_context
+from federation.descriptor import Descriptor
+from federation.fetch import fetch_update
+from federation.flowset import load_flowset
+from federation.manifest import Manifest
+from federation.model import load_model_bytes
+from federation.rounds.derive import RoundInputs, RoundResult, derive_round
+from federation.rounds.validation import SubmissionInput
+from flows import FlowDataset
+from ipfs import ContentStore, cid_to_digest, digest_to_cid
 
 log = logging.getLogger("fedledger.coordinator")
-
-# Fault-injection point for the crash-safety tests: the process exits abruptly at the named step.
-CRASH_ENV = "FEDLEDGER_CRASH_AT"
 
 
 class CoordinatorError(FedLedgerError):
@@ -53,35 +51,6 @@ class RoundOutcome:
     gas_used: int = 0
     reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        log.error("fault injection: exiting at %s", name)
-        os._exit(137)
-
-
-def fetch_update(store: ContentStore, cid: str, *, max_bytes: int, deadline: float) -> tuple[bytes | None, str | None]:
-    """Fetch one update, retrying transient failures until ``deadline`` (monotonic seconds).
-
-    Returns ``(bytes, None)`` or ``(None, reason)``; never raises for bad content.
-    """
-    delay = 0.2
-    while True:
-        try:
-            buf = bytearray()
-            for piece in store.iter_bytes(cid):
-                buf += piece
-                if len(buf) > max_bytes:
-                    return None, "too-large"
-            return bytes(buf), None
-        except CorruptBlock:
-            return None, "corrupt"
-        except (ContentNotFound, StoreUnavailable) as exc:
-            if time.monotonic() + delay > deadline:
-                return None, "unavailable" if isinstance(exc, ContentNotFound) else "store-unavailable"
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 class CoordinatorService:
@@ -117,15 +86,14 @@ class CoordinatorService:
         for r in range(round_id - 1, 0, -1):
             info = self.ledger.get_round(r)
             if info.state == RoundState.FINALIZED:
-                manifest = _load_json(self.store.get(digest_to_cid(info.manifest)))
-                cid = manifest.get("state_out")
-                return self.store.get(cid) if cid else None
+                manifest = Manifest.parse(self.store.get(digest_to_cid(info.manifest)))
+                return self.store.get(manifest.state_out) if manifest.state_out else None
         return None
 
     # -- the round protocol ----------------------------------------------------------------
     def open_round(self) -> int:
         base = self.ledger.latest_model()
-        deadline = chain_now(self.ledger) + self.settings.round_seconds
+        deadline = self.ledger.now() + self.settings.round_seconds
         tx = self.ledger.open_round(base, deadline)
         self._on_event("opened", {"round": tx.round_id, "deadline": deadline, "gas": tx.gas_used})
         log.info("opened round %d (deadline in %ds)", tx.round_id, self.settings.round_seconds)
@@ -133,7 +101,7 @@ class CoordinatorService:
 
     def ready_to_close(self, round_id: int) -> bool:
         info = self.ledger.get_round(round_id)
-        if chain_now(self.ledger) >= info.deadline:
+        if self.ledger.now() >= info.deadline:
             return True
         return info.submission_count >= len(self.ledger.participants())
 
@@ -154,17 +122,16 @@ class CoordinatorService:
 
         t0 = time.perf_counter()
         subs = [self.ledger.get_submission(round_id, a) for a in submitters]
-        fetch_deadline = time.monotonic() + self.settings.fetch_timeout
+        until = Deadline.after(self.settings.fetch_timeout)
         limit = self.descriptor.max_update_bytes
 
         def fetch(s):  # noqa: ANN001, ANN202
-            return fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, deadline=fetch_deadline)
+            return fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=until)
 
         self._on_event("fetching", {"round": round_id, "count": len(subs)})
         with ThreadPoolExecutor(max_workers=max(1, self.settings.fetch_workers)) as pool:
-            fetched = list(pool.map(fetch, subs))
+            fetched = list(pool.map(run_in_context(fetch), subs))
         timings["fetch"] = time.perf_counter() - t0
-        _crash_point("after-fetch")
 
         base_bytes = self.store.get(digest_to_cid(info.base_model))
         _, base_weights = load_model_bytes(base_bytes, self.descriptor.spec)
@@ -189,22 +156,28 @@ class CoordinatorService:
         timings["aggregate"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        gcid = self._put(result.global_model)
-        if result.state_out:
-            self._put(result.state_out)
-        mcid = self._put(result.manifest_bytes)
+        gcid, mcid = self.publish(result)
         timings["store"] = time.perf_counter() - t2
-        _crash_point("before-finalize")
 
         t3 = time.perf_counter()
-        participants = list(submitters)
-        tx = self.ledger.finalize_round(
-            round_id, cid_to_digest(gcid), cid_to_digest(mcid), participants, [result.scores[a] for a in participants]
-        )
+        tx = self.finalize(round_id, gcid, mcid, list(submitters), result)
         timings["chain"] = time.perf_counter() - t3
         self._on_event("finalized", {"round": round_id, "global": gcid, "manifest": mcid, "gas": tx.gas_used})
         log.info("finalised round %d: global %s, manifest %s", round_id, gcid, mcid)
         return RoundOutcome(round_id, True, result, tx.gas_used, None, timings)
+
+    def publish(self, result: RoundResult) -> tuple[str, str]:
+        """Put the global model, the strategy state and the manifest in the store; returns (model, manifest) CIDs."""
+        gcid = self._put(result.global_model)
+        if result.state_out:
+            self._put(result.state_out)
+        return gcid, self._put(result.manifest_bytes)
+
+    def finalize(self, round_id: int, gcid: str, mcid: str, participants: list[str], result: RoundResult) -> TxResult:
+        """Record the round on chain: its global model, its manifest and every participant's score."""
+        return self.ledger.finalize_round(
+            round_id, cid_to_digest(gcid), cid_to_digest(mcid), participants, [result.scores[a] for a in participants]
+        )
 
     def _put(self, data: bytes) -> str:
         cid = self.store.put(data)
@@ -229,16 +202,18 @@ class CoordinatorService:
         """Run until the ledger holds ``rounds`` finalised rounds (None: until stopped)."""
         stop = stop or Event()
         outcomes: list[RoundOutcome] = []
+        backoff = Backoff(initial=1.0)
         while not stop.is_set():
             try:
                 out = self.step(rounds)
             except FedLedgerError as exc:
-                if _is_transient(exc):
-                    log.warning("transient failure, retrying: %s", exc)
-                    self._on_event("retry", {"error": str(exc)})
-                    stop.wait(1.0)
-                    continue
-                raise
+                if not exc.transient:
+                    raise
+                log.warning("transient failure, retrying: %s", exc)
+                self._on_event("retry", {"error": str(exc)})
+                stop.wait(backoff.next_delay())
+                continue
+            backoff.reset()
             if out == "done":
                 break
             if isinstance(out, RoundOutcome):
@@ -249,22 +224,4 @@ class CoordinatorService:
         return outcomes
 
 
-def _load_json(data: bytes) -> Mapping:
-    import json
-
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise CoordinatorError(f"a round manifest in the store is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise CoordinatorError("a round manifest in the store is not a JSON object")
-    return obj
-
-
-def _is_transient(exc: FedLedgerError) -> bool:
-    from contracts.errors import RpcUnavailable
-
-    return isinstance(exc, (RpcUnavailable, StoreUnavailable))
-
-
-__all__ = ["CoordinatorService", "CoordinatorSettings", "RoundOutcome", "fetch_update"]
+__all__ = ["CoordinatorError", "CoordinatorService", "CoordinatorSettings", "RoundOutcome"]

@@ -1,8 +1,6 @@
-"""fedledger: blockchain-audited federated learning for cyber-threat intelligence.
+"""fedledger's apps: the command line, the demo, the simulation, the audit and the attack harness.
 
-This package holds the domain both the participant and the coordinator need:
-flow data and feature schema, the model spec and file formats, configuration,
-the CLI and the audit.
+Apps stand on every layer below (roles, core, leaves); nothing below imports them.
 """
 
 __version__ = "0.1.0"

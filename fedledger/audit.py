@@ -19,20 +19,21 @@ added late) but keeps the recorded verdict, since a late update was rightly excl
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.client import Ledger, RoundState
-from coordinator.rounds import RoundInputs, SubmissionInput, derive_round
-from coordinator.service import fetch_update
-from fedledger.errors import FedLedgerError
-from fedledger.federation import Descriptor, InvalidDescriptor, load_flowset
-from fedledger.model import load_model_bytes
+from faults import Deadline, FedLedgerError
+from federation.descriptor import Descriptor, InvalidDescriptor
+from federation.fetch import AVAILABILITY_REASONS, fetch_update
+from federation.flowset import load_flowset
+from federation.manifest import InvalidManifest, Manifest
+from federation.model import load_model_bytes
+from federation.privacy import Mechanism, compose_declared
+from federation.rounds.derive import RoundInputs, derive_round
+from federation.rounds.validation import SubmissionInput
 from ipfs import ContentStore, StoreError, cid_to_digest, content_cid, digest_to_cid
-
-AVAILABILITY_REASONS = {"unavailable", "store-unavailable"}
 
 
 class AuditError(FedLedgerError):
@@ -81,13 +82,6 @@ class AuditReport:
         }
 
 
-def _json(data: bytes) -> dict[str, Any]:
-    obj = json.loads(data)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
-    return obj
-
-
 class Auditor:
     def __init__(self, ledger: Ledger, store: ContentStore, *, descriptor_cid: str | None = None, fetch_timeout: float = 10.0):
         self.ledger = ledger
@@ -104,8 +98,7 @@ class Auditor:
         for r in range(1, self.ledger.current_round() + 1):
             info = self.ledger.get_round(r)
             if info.state == RoundState.FINALIZED:
-                manifest = _json(self.store.get(digest_to_cid(info.manifest)))
-                return str(manifest["federation"])
+                return Manifest.parse(self.store.get(digest_to_cid(info.manifest))).federation
         raise AuditError(
             "no finalised round names the federation descriptor",
             hint="pass --descriptor CID (printed by `fedledger deploy` and kept in the federation's TOML)",
@@ -148,19 +141,20 @@ class Auditor:
         desc = self.descriptor()
         try:
             manifest_bytes = self.store.get(v.manifest)
-            manifest = _json(manifest_bytes)
+            parsed = Manifest.parse(manifest_bytes)
         except StoreError as exc:
             bad(f"manifest {v.manifest}: {exc}")
             v.ok = False
             return v, state_in
-        except ValueError as exc:
-            bad(f"manifest {v.manifest} is not a JSON object: {exc}")
+        except InvalidManifest as exc:
+            bad(f"manifest {v.manifest}: {exc}")
             v.ok = False
             return v, state_in
-        if manifest.get("round") != round_id:
-            bad(f"manifest is for round {manifest.get('round')}, not {round_id}")
-        if manifest.get("federation") != self.descriptor_cid:
-            bad(f"manifest names federation {manifest.get('federation')}, not {self.descriptor_cid}")
+        manifest = parsed.raw
+        if parsed.round_id != round_id:
+            bad(f"manifest is for round {parsed.round_id}, not {round_id}")
+        if parsed.federation != self.descriptor_cid:
+            bad(f"manifest names federation {parsed.federation}, not {self.descriptor_cid}")
 
         try:
             base_bytes = self.store.get(digest_to_cid(info.base_model))
@@ -171,13 +165,13 @@ class Auditor:
             return v, state_in
 
         submitters = self.ledger.submitters(round_id)
-        recorded = {e.get("participant"): e for e in manifest.get("submissions", []) if isinstance(e, dict)}
-        listed = [e.get("participant") for e in manifest.get("submissions", []) if isinstance(e, dict)]
+        recorded = {e["participant"]: e for e in manifest["submissions"]}
+        listed = [e.participant for e in parsed.submissions]
         if listed != list(submitters):
             bad(f"manifest lists submissions {listed}, the chain's order is {list(submitters)}")
         subs: list[SubmissionInput] = []
         chain_scores: dict[str, int | None] = {}
-        deadline = time.monotonic() + self.fetch_timeout
+        until = Deadline.after(self.fetch_timeout)
         for addr in submitters:
             s = self.ledger.get_submission(round_id, addr)
             if s is None:  # the contract lists only submitters; a gap means the node answered inconsistently
@@ -188,7 +182,7 @@ class Auditor:
             cid = digest_to_cid(s.update)
             if entry.get("update") != cid:
                 bad(f"{addr}: manifest records update {entry.get('update')}, the chain {cid}")
-            data, err = fetch_update(self.store, cid, max_bytes=desc.max_update_bytes, deadline=deadline)
+            data, err = fetch_update(self.store, cid, max_bytes=desc.max_update_bytes, until=until)
             if entry.get("reason") in AVAILABILITY_REASONS:
                 if data is not None:
                     v.notes.append(f"{addr}: update {cid} was recorded as {entry['reason']} and is fetchable now; kept excluded")
@@ -199,7 +193,6 @@ class Auditor:
 
         if self._validation is None:
             self._validation = load_flowset(self.store.get(desc.validation), desc.spec)
-        registered_absent = manifest.get("absent", [])
         inputs = RoundInputs(
             round_id=round_id,
             descriptor_cid=str(self.descriptor_cid),
@@ -208,7 +201,7 @@ class Auditor:
             base_weights=base_weights,
             state_in=state_in,
             submissions=subs,
-            absent=list(registered_absent) if isinstance(registered_absent, list) else [],
+            absent=list(parsed.absent),
             validation=self._validation,
         )
         try:
@@ -283,16 +276,13 @@ class Auditor:
         declare (each checked against its claimed epsilon during re-derivation), with
         the same accountant the participant used, so it does not rest on the member's word.
         """
-        from fedledger.updates import DPParams
-        from participant.accounting import compose_declared
-
         sections: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for v in verdicts:
             for addr, p in v.privacy.items():
                 sections.setdefault(addr, []).append((v.round_id, p))
         out: dict[str, dict[str, Any]] = {}
         for addr, rows in sorted(sections.items()):
-            params = [DPParams(**{k: p[k] for k in p if k != "epsilon_milli"}) for _, p in rows]
+            params = [Mechanism(**{k: p[k] for k in p if k != "epsilon_milli"}) for _, p in rows]
             out[addr] = {
                 "rounds": [{"round": r, "epsilon": p["epsilon_milli"] / 1000, **p} for r, p in rows],
                 "ledger_total_epsilon": self.ledger.total_epsilon_milli(addr) / 1000,  # naive sum, every submission
@@ -303,6 +293,5 @@ class Auditor:
         return out
 
     def _state_after(self, info) -> bytes | None:  # noqa: ANN001
-        manifest = _json(self.store.get(digest_to_cid(info.manifest)))
-        cid = manifest.get("state_out")
-        return self.store.get(cid) if cid else None
+        manifest = Manifest.parse(self.store.get(digest_to_cid(info.manifest)))
+        return self.store.get(manifest.state_out) if manifest.state_out else None

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 
 class ConfigError(FedLedgerError):

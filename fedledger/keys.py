@@ -20,7 +20,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 DEFAULT_KEY_ENV = "FEDLEDGER_PRIVATE_KEY"
 PASSWORD_ENV = "FEDLEDGER_KEY_PASSWORD"

@@ -1,15 +1,15 @@
-"""Learning-only federated simulation: no chain, no store, the real codec and strategies.
+"""Learning-only federated simulation: no chain, no store; the real update path and round derivation.
 
-For research and the benchmarks: N organisations each hold a partition of a
-data set, train locally each round, encode their delta with the update codec
-(error feedback kept per organisation), the "coordinator" decodes and
-aggregates in address order, and the global model is evaluated on a test set.
-Optionally also the centralised (all data pooled) and local-only baselines.
+For research and the benchmarks: N organisations each hold a partition of a data
+set and produce their update each round with :func:`participant.update.produce_update`
+(error feedback kept per organisation); the round is derived by
+:func:`federation.rounds.derive.derive_round`, as the coordinator and the audit derive
+it (:mod:`fedledger.local_federation`), and the global model is evaluated on a test
+set. Optionally also the centralised (all data pooled) and local-only baselines.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,21 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from eth_utils import to_checksum_address
 
-from coordinator.assessment import AcceptedUpdate, assess_round
-from coordinator.scoring import ScoringRule, round_seed
-from coordinator.strategies import strategy_from_name
-from fedledger.attacks import COPY, FREE_RIDE, POISON, AttackSpec, copy_update, flip_labels, plant, poison_delta
-from fedledger.attacks import attack_delta, submission_order
-from fedledger.errors import FedLedgerError
-from fedledger.metrics import evaluate
-from fedledger.model import ModelSpec, init_model, model_digest, save_model_bytes
-from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update, encode_update
+from faults import FedLedgerError
+from federation.metrics import evaluate
+from federation.model import ModelSpec, model_digest, save_model_bytes
+from federation.model.network import init_model
+from federation.privacy import check_dp_delta
+from federation.rounds.scoring import ScoringRule
+from federation.rounds.strategies import strategy_from_name
+from federation.updates import CodecParams
+from fedledger.attacks.kinds import COPY, FREE_RIDE, AttackSpec, plant, submission_order
+from fedledger.attacks.member import attacked_update
+from fedledger.local_federation import LocalFederation, members_of, simulated_address
+from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.compression import ErrorFeedback
-from participant.accounting import PrivacyAccount, PrivacyBudgetExhausted, check_delta
-from participant.privacy import dp_from_options, train_local_dp
+from participant.dp_training import dp_from_options
 from participant.training import train_local
+from participant.update import RoundTask, TrainingSettings, produce_update
 
 Progress = Callable[[str, int, int], None]
 
@@ -67,30 +69,28 @@ class SimulationConfig:
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
     on_bad_row: str = "error"
-    # Record-level DP (participant.privacy): target epsilon per round, delta, each member's composed budget.
+    # Record-level DP (participant.dp_training): target epsilon per round, delta, each member's composed budget.
     dp_epsilon: float | None = None
     dp_delta: float = 1e-5
     dp_budget: float | None = None
     dp_clip: float = 1.0
-    # Planted attackers, "KIND:COUNT" (fedledger.attacks), and how contributions are scored
+    # Planted attackers, "KIND:COUNT" (fedledger.attacks.kinds), and how contributions are scored
     # (on the test set, which stands in for the federation's public validation set here).
     attacks: tuple[str, ...] = ()
     scoring: str = "leave-one-out"
 
 
-def participant_address(index: int, seed: int) -> str:
-    """A stable, made-up address for simulated organisation ``index`` (no key behind it)."""
-    return to_checksum_address("0x" + hashlib.sha256(f"fedledger-sim/{seed}/{index}".encode()).hexdigest()[:40])
+participant_address = simulated_address  # the name benchmarks use
 
 
 def _load(cfg: SimulationConfig) -> tuple[Any, Any]:
     if cfg.dataset == "synthetic" and cfg.train is None:
-        from fedledger.data.synthetic import generate
+        from flows.synthetic import generate
 
         # Independent draws from the same generator: the test set is unseen traffic.
         n_test = max(1, int(round(cfg.synthetic_records * cfg.test_fraction)))
         return generate(cfg.synthetic_records, cfg.seed), generate(n_test, cfg.seed + 1_000_003)
-    from fedledger.data import load_dataset
+    from flows import load_dataset
     return load_dataset(
         cfg.dataset,
         Path(cfg.train) if cfg.train else None,
@@ -108,7 +108,7 @@ def _families(data: Any) -> list[str]:
 
 def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run the simulation described by ``cfg``; returns the JSON-serialisable result."""
-    from fedledger.data.partition import partition
+    from flows.partition import partition
 
     if cfg.participants < 1 or cfg.rounds < 1 or cfg.local_epochs < 1:
         raise SimulationError(
@@ -132,15 +132,21 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     # On-chain order: members who train, then copiers and free-riders (they wait for something to copy).
     by_address = dict(orgs)
     orgs = [(a, by_address[a]) for a in submission_order([a for a, _ in orgs], planted)]
-    weights = init_model(spec, cfg.seed)
-    state = strategy.initial_state(weights)
+    # The test set stands in for the federation's public validation set: scores are computed on it.
+    fed = LocalFederation.create(
+        spec=spec, validation=test, strategy=cfg.strategy, strategy_params=cfg.strategy_params, scoring=rule, seed=cfg.seed
+    )
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
     dp = dp_from_options(cfg.dp_epsilon, cfg.dp_delta if cfg.dp_epsilon is not None else None, cfg.dp_budget,
                          clip=cfg.dp_clip if cfg.dp_epsilon is not None else None)  # fmt: skip
+    settings = TrainingSettings(
+        epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu, absent_class_scale=cfg.absent_class_scale,
+        codec=codec, dp=dp, class_weights=cfg.class_weights, optimizer=cfg.optimizer, error_feedback=cfg.error_feedback,
+    )  # fmt: skip
     accounts = {}
     if dp is not None:
         for address, data in orgs:
-            check_delta(dp.delta, len(data))  # refuse before the first round, not in the middle of the run
+            check_dp_delta(dp.delta, len(data))  # refuse before the first round, not in the middle of the run
             accounts[address] = PrivacyAccount(None, delta=dp.delta, budget=dp.budget, accountant=dp.accountant)
     result: dict[str, Any] = {
         "config": {**asdict(cfg), "hidden": list(cfg.hidden)},
@@ -160,90 +166,50 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     total_steps = cfg.rounds * len(orgs)
     for rnd in range(1, cfg.rounds + 1):
         started = time.perf_counter()
-        base_bytes = save_model_bytes(spec, weights)
-        base_digest = model_digest(base_bytes)
+        _, base_digest = fed.base_model()
         sizes: dict[str, int] = {}
-        decoded: list[AcceptedUpdate] = []
+        submitted: list[tuple[str, bytes]] = []
         first_honest: bytes | None = None
         privacy: dict[str, dict[str, float]] = {}
         refused: dict[str, str] = {}
         for j, (address, data) in enumerate(orgs):
-            seed = cfg.seed * 1_000_003 + rnd * 1009 + j
-            dp_params = None
+            task = RoundTask(rnd, address, base_digest, cfg.seed * 1_000_003 + rnd * 1009 + j)
             kind = planted.get(address)
-            if kind in COPY or kind in FREE_RIDE:
-                # Copiers and free-riders do not train: they re-send or invent an update.
-                header = UpdateHeader(address, rnd, base_digest, spec.digest(), len(data), 0, codec)
-                if kind == "copy" and first_honest is not None:
-                    blob = copy_update(first_honest, header, spec)
+            account = accounts.get(address)
+            try:
+                if kind is None:
+                    made = produce_update(task, spec, fed.weights, data, settings, feedback=feedback[address], privacy=account)
                 else:
-                    victim = decode_update(first_honest, spec)[1] if first_honest is not None else None
-                    fake = attack_delta(kind, train=lambda _d: {}, data=data, shapes=spec.tensor_shapes(), victim=victim,
-                                        seed=cfg.seed, address=address, round_id=rnd)  # fmt: skip
-                    blob = encode_update(header, fake, spec)
-                sizes[address] = len(blob)
-                got_header, delta = decode_update(blob, spec)
-                decoded.append(AcceptedUpdate(got_header.participant, hashlib.sha256(blob).digest(), got_header.num_samples, delta))
+                    victim = first_honest if kind in COPY or kind in FREE_RIDE else None
+                    made = attacked_update(kind, task, spec, fed.weights, data, settings, victim=victim, noise_seed=cfg.seed,
+                                           feedback=feedback[address], privacy=account)  # fmt: skip
+            except PrivacyBudgetExhausted as exc:
+                refused[address] = str(exc)  # the member sits this round out, as a real participant would
                 notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
                 continue
-            if kind == "label-flip":
-                data = flip_labels(data)
-            if dp is None:
-                local = train_local(
-                    spec, weights, data, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu,
-                    seed=seed, class_weights=cfg.class_weights,  # type: ignore[arg-type]
-                    optimizer=cfg.optimizer, absent_class_scale=cfg.absent_class_scale,  # type: ignore[arg-type]
-                )  # fmt: skip
-                epsilon_milli = 0
-            else:
-                # No class weights under DP: weights from a member's private labels would leak outside the guarantee.
-                try:
-                    local = train_local_dp(
-                        spec, weights, data, dp, account=accounts[address], round_id=rnd, epochs=cfg.local_epochs,
-                        batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, optimizer=cfg.optimizer,  # type: ignore[arg-type]
-                    )  # fmt: skip
-                except PrivacyBudgetExhausted as exc:
-                    refused[address] = str(exc)  # the member sits this round out, as a real participant would
-                    notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
-                    continue
-                m = local.mechanism
-                dp_params = DPParams(m.noise_multiplier, m.sample_rate, m.steps, m.clip_norm, dp.delta, m.level, dp.accountant)
-                epsilon_milli = local.epsilon_milli
-                privacy[address] = {"epsilon": epsilon_milli / 1000, "composed_epsilon": local.composed_epsilon}
-            header = UpdateHeader(address, rnd, base_digest, spec.digest(), local.num_samples, epsilon_milli, codec, dp_params)
-            ef = feedback[address]
-            if not cfg.error_feedback:
-                ef.reset()
-            sent = poison_delta(kind, local.delta) if kind in POISON and kind != "label-flip" else local.delta
-            blob = ef.encode(header, sent)
+            if made.feedback is not None:
+                feedback[address] = made.feedback
+            if made.trained.mechanism is not None:
+                privacy[address] = {"epsilon": made.trained.epsilon_milli / 1000,
+                                    "composed_epsilon": made.trained.privacy["composed_epsilon"]}  # fmt: skip
             if kind is None and first_honest is None:
-                first_honest = blob
-            sizes[address] = len(blob)
-            got_header, delta = decode_update(blob, spec)  # what the coordinator does with the bytes
-            decoded.append(AcceptedUpdate(got_header.participant, hashlib.sha256(blob).digest(), got_header.num_samples, delta))
+                first_honest = made.blob
+            sizes[address] = len(made.blob)
+            submitted.append((address, made.blob))
             notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
         members: list[dict[str, Any]] = []
         scoring: dict[str, Any] | None = None
-        if decoded:  # every member may have refused (budget spent): the model then stays as it was
-            # The round assessment a real round runs: defences, the strategy, then scores.
-            seed_bytes = round_seed(rnd, bytes.fromhex(base_digest), [u.digest for u in decoded])
-            assessed = assess_round(strategy=strategy, spec=spec, base_weights=weights, state=state, accepted=decoded,
-                                    validation=test, scoring=rule, seed=seed_bytes)  # fmt: skip
-            weights, state = assessed.weights, assessed.state
-            members = [
-                {"address": u.participant, "attack": planted.get(u.participant), "accepted": u.participant in assessed.order,
-                 "score": assessed.scores[u.participant], "flags": assessed.flags_of(u.participant)}
-                for u in decoded
-            ]  # fmt: skip
-            if assessed.report is not None:
-                scoring = {**assessed.report.summary(), "seconds": round(assessed.report.seconds, 3)}
-        metrics = evaluate(weights, spec, test)
+        if submitted:  # every member may have refused (budget spent): the model then stays as it was
+            derived = fed.run_round(submitted, absent=sorted(refused))
+            members = members_of(derived, planted)
+            scoring = derived.score_report
+        metrics = evaluate(fed.weights, spec, test)
         result["rounds"].append({
             "round": rnd,
             "metrics": metrics,
             "update_bytes": sizes,
             "update_bytes_total": sum(sizes.values()),
-            "model_digest": model_digest(save_model_bytes(spec, weights)),
+            "model_digest": model_digest(save_model_bytes(spec, fed.weights)),
             "seconds": round(time.perf_counter() - started, 3),
             "participants": members,
             "scoring": scoring,

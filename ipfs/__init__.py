@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ipfs.cid import cid_to_digest, digest_to_cid, parse_cid
 from ipfs.embedded import EmbeddedStore
-from ipfs.errors import ContentNotFound, CorruptBlock, InvalidCID, StoreError, StoreNotWritable, StoreUnavailable
+from ipfs.errors import (
+    ContentNotFound,
+    CorruptBlock,
+    InvalidCID,
+    StoreError,
+    StoreMisconfigured,
+    StoreNotWritable,
+    StoreUnavailable,
+)
 from ipfs.store import ContentStore
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "EmbeddedStore",
     "InvalidCID",
     "StoreError",
+    "StoreMisconfigured",
     "StoreNotWritable",
     "StoreUnavailable",
     "cid_to_digest",
@@ -38,7 +47,7 @@ API_ENV = "IPFS_API"
 
 def content_cid(data: bytes) -> str:
     """The CID ``ipfs add`` gives ``data``, computed without storing it (``ipfs add -n``)."""
-    from ipfs.dag import build
+    from ipfs.builder import build
 
     return build(data)[0]
 

@@ -20,8 +20,8 @@ from typing import BinaryIO
 from multiformats import CID
 
 from ipfs.cid import SHA2_256_PREFIX, parse_cid
-from ipfs.dag import PB_CODEC, RAW_CODEC, BlockRef, links_of, verify_block
 from ipfs.errors import ContentNotFound, CorruptBlock, StoreError
+from ipfs.reader import PB_CODEC, RAW_CODEC, BlockRef, links_of, verify_block
 from ipfs.store import ContentStore
 from ipfs.unixfs import encode_varint
 

@@ -33,11 +33,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from ipfs.builder import BlockSink, build
 from ipfs.cid import block_key, multihash_of, parse_cid
-from ipfs.dag import BlockRef, BlockSink, build, iter_file
 from ipfs.errors import ContentNotFound, StoreError, StoreNotWritable
+from ipfs.reader import BlockRef, iter_file
 from ipfs.store import ContentStore
-
 
 _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
 
@@ -201,9 +201,6 @@ class EmbeddedStore(ContentStore):
 
     def has(self, cid: str) -> bool:
         return self._block_path(multihash_of(parse_cid(cid))).exists()
-
-    def has_block(self, ref: BlockRef) -> bool:
-        return self._block_path(ref.multihash).exists()
 
     def read_block(self, ref: BlockRef, *, local_only: bool = False) -> bytes:
         """One block's raw bytes, unverified (callers verify)."""

@@ -1,12 +1,12 @@
 """Typed failures of the content store.
 
-Every one derives from :class:`fedledger.errors.FedLedgerError`, names the thing that
+Every one derives from :class:`faults.FedLedgerError`, names the thing that
 is wrong (a CID, a block, a directory, an API address) and carries a hint.
 """
 
 from __future__ import annotations
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 
 class StoreError(FedLedgerError):
@@ -54,6 +54,8 @@ class InvalidCID(StoreError):
 class StoreUnavailable(StoreError):
     """The IPFS API could not be reached or answered something that is not the Kubo RPC API."""
 
+    transient = True  # a node that is down or overloaded may answer the same request later
+
     def __init__(self, address: str, detail: str, *, hint: str | None = None) -> None:
         super().__init__(
             f"IPFS API at {address}: {detail}",
@@ -61,6 +63,12 @@ class StoreUnavailable(StoreError):
             or "start the node (`ipfs daemon`), check --ipfs-api / IPFS_API, or use the embedded store (--store DIR)",
         )
         self.address = address
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The address is not a Kubo RPC API at all (a gateway, another service, a malformed multiaddr)."""
+
+    transient = False  # asking again will not make it one
 
 
 class StoreNotWritable(StoreError):

@@ -15,15 +15,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import httpx
 
+from faults import remaining, retrying
+from ipfs.builder import CHUNK_SIZE, DagBuilder, iter_chunks
 from ipfs.cid import parse_cid
-from ipfs.dag import CHUNK_SIZE, PB_CODEC, BlockRef, DagBuilder, iter_chunks, iter_file, verify_block
-from ipfs.errors import ContentNotFound, CorruptBlock, InvalidCID, StoreError, StoreUnavailable
+from ipfs.errors import (
+    ContentNotFound,
+    CorruptBlock,
+    InvalidCID,
+    StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
+)
+from ipfs.reader import PB_CODEC, BlockRef, iter_file, verify_block
 from ipfs.store import ContentStore
 
 DEFAULT_API = "/ip4/127.0.0.1/tcp/5001"
@@ -55,33 +63,33 @@ def api_url(address: str) -> str:
     """
     text = (address or "").strip()
     if not text:
-        raise StoreUnavailable(repr(address), "no API address given")
+        raise StoreMisconfigured(repr(address), "no API address given")
     if text.startswith("/"):
         parts = text.strip("/").split("/")
         if len(parts) < 4 or parts[2] != "tcp":
-            raise StoreUnavailable(text, "not an API multiaddr (expected /ip4/HOST/tcp/PORT)")
+            raise StoreMisconfigured(text, "not an API multiaddr (expected /ip4/HOST/tcp/PORT)")
         proto, host, _tcp, port = parts[:4]
         rest = parts[4:]
         if proto == "ip6":
             host = f"[{host}]"
         elif proto not in ("ip4", "dns", "dns4", "dns6"):
-            raise StoreUnavailable(text, f"unsupported host protocol /{proto} (use ip4, ip6 or dns)")
+            raise StoreMisconfigured(text, f"unsupported host protocol /{proto} (use ip4, ip6 or dns)")
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise StoreUnavailable(text, f"port {port!r} is not a TCP port")
+            raise StoreMisconfigured(text, f"port {port!r} is not a TCP port")
         scheme = "http"
         if rest in (["https"], ["tls", "http"]):
             scheme = "https"
         elif rest not in ([], ["http"]):
-            raise StoreUnavailable(text, f"unsupported multiaddr suffix /{'/'.join(rest)}")
+            raise StoreMisconfigured(text, f"unsupported multiaddr suffix /{'/'.join(rest)}")
         return f"{scheme}://{host}:{port}"
     if "://" not in text:
         text = "http://" + text
     try:
         url = httpx.URL(text)
     except Exception as exc:
-        raise StoreUnavailable(address, f"not a URL or multiaddr: {exc}") from None
+        raise StoreMisconfigured(address, f"not a URL or multiaddr: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise StoreUnavailable(address, "not an http(s) URL or a multiaddr")
+        raise StoreMisconfigured(address, "not an http(s) URL or a multiaddr")
     path = url.path.rstrip("/")
     if path.endswith("/api/v0"):
         path = path[: -len("/api/v0")]
@@ -112,6 +120,8 @@ class KuboStore(ContentStore):
         self.location = f"Kubo at {self.url}"
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.offline = offline
         self._client = httpx.Client(
             base_url=self.url + "/api/v0",
@@ -134,25 +144,48 @@ class KuboStore(ContentStore):
         stream: bool = False,
         cid: str | None = None,
     ) -> httpx.Response:
-        """POST to ``/api/v0/<endpoint>``; map every failure to a typed error."""
-        attempt = 0
-        while True:
-            content, headers = body() if body is not None else (None, {})
-            try:
-                request = self._client.build_request("POST", "/" + endpoint, params=params, content=content, headers=headers)
-                response = self._client.send(request, stream=stream)
-            except httpx.TimeoutException as exc:
-                failure = f"did not answer /api/v0/{endpoint} in time ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                failure = f"cannot be reached for /api/v0/{endpoint}: {exc or type(exc).__name__}"
-            else:
-                if response.status_code < 300:
-                    return response
-                failure = self._failure(endpoint, response, cid)  # raises when the answer is definitive
-            if attempt >= self.retries or not replayable:
-                raise StoreUnavailable(self.url, failure + (f" (after {attempt + 1} attempts)" if attempt else ""))
-            time.sleep(self.backoff * (2**attempt))
-            attempt += 1
+        """POST to ``/api/v0/<endpoint>``; map every failure to a typed error.
+
+        Transient failures (unreachable, timed out, 5xx without a Kubo error body) are
+        retried with jittered backoff, ``retries`` more times at most; every attempt's
+        timeout is cut to what the caller's :func:`faults.deadline` leaves.
+        """
+        attempts = (self.retries + 1) if replayable else 1
+        tries = 0
+        for attempt in retrying(attempts=attempts, initial=self.backoff, maximum=4 * self.backoff + 1.0):
+            with attempt:
+                tries += 1
+                return self._send_once(endpoint, params, body, stream, cid, tries)
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises the last error
+
+    def _send_once(
+        self,
+        endpoint: str,
+        params: dict[str, str] | list[tuple[str, str]],
+        body: Callable[[], tuple[Iterable[bytes], dict[str, str]]] | None,
+        stream: bool,
+        cid: str | None,
+        tries: int,
+    ) -> httpx.Response:
+        content, headers = body() if body is not None else (None, {})
+        read = remaining(self.timeout)
+        if read <= 0:
+            raise StoreUnavailable(self.url, f"no time left for /api/v0/{endpoint} (the caller's deadline passed)")
+        timeout = httpx.Timeout(read, connect=min(self.connect_timeout, read))
+        try:
+            request = self._client.build_request(
+                "POST", "/" + endpoint, params=params, content=content, headers=headers, timeout=timeout
+            )
+            response = self._client.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            failure = f"did not answer /api/v0/{endpoint} in time ({type(exc).__name__})"
+        except httpx.TransportError as exc:
+            failure = f"cannot be reached for /api/v0/{endpoint}: {exc or type(exc).__name__}"
+        else:
+            if response.status_code < 300:
+                return response
+            failure = self._failure(endpoint, response, cid)  # raises when the answer is definitive
+        raise StoreUnavailable(self.url, failure + (f" (after {tries} attempts)" if tries > 1 else ""))
 
     def _failure(self, endpoint: str, response: httpx.Response, cid: str | None) -> str:
         """Raise for a definitive Kubo error; return a description of a retryable one."""
@@ -176,7 +209,7 @@ class KuboStore(ContentStore):
                 raise StoreError(f"{self.location} refused /api/v0/{endpoint}: {message}")
             return f"timed out inside the node on /api/v0/{endpoint}: {message}"
         if status in (404, 405):
-            raise StoreUnavailable(
+            raise StoreMisconfigured(
                 self.url,
                 f"answered /api/v0/{endpoint} with HTTP {status}; this is not a Kubo RPC API",
                 hint="point --ipfs-api at the node's API port (5001 by default), not its gateway (8080)",
@@ -184,7 +217,7 @@ class KuboStore(ContentStore):
         detail = f"answered /api/v0/{endpoint} with HTTP {status} and no Kubo error body: {_snippet(raw)}"
         if status >= 500 or status == 429:
             return detail
-        raise StoreUnavailable(self.url, detail)
+        raise StoreMisconfigured(self.url, detail)
 
     def _json_lines(self, endpoint: str, response: httpx.Response) -> list[dict[str, Any]]:
         try:
@@ -198,16 +231,16 @@ class KuboStore(ContentStore):
             try:
                 obj = json.loads(line)
             except ValueError:
-                raise StoreUnavailable(
+                raise StoreMisconfigured(
                     self.url, f"answered /api/v0/{endpoint} with something that is not Kubo's JSON: {_snippet(raw)}"
                 ) from None
             if not isinstance(obj, dict):
-                raise StoreUnavailable(self.url, f"answered /api/v0/{endpoint} with unexpected JSON: {_snippet(raw)}")
+                raise StoreMisconfigured(self.url, f"answered /api/v0/{endpoint} with unexpected JSON: {_snippet(raw)}")
             if obj.get("Type") == "error" and "Message" in obj:
                 raise StoreError(f"{self.location} failed /api/v0/{endpoint}: {obj['Message']}")
             objects.append(obj)
         if not objects:
-            raise StoreUnavailable(self.url, f"answered /api/v0/{endpoint} with an empty body")
+            raise StoreMisconfigured(self.url, f"answered /api/v0/{endpoint} with an empty body")
         return objects
 
     def _params(self, **params: str) -> dict[str, str]:
@@ -222,7 +255,7 @@ class KuboStore(ContentStore):
         response = self._request("version", {})
         obj = self._json_lines("version", response)[-1]
         if not isinstance(obj.get("Version"), str):
-            raise StoreUnavailable(self.url, f"answered /api/v0/version without a Version: {obj!r:.120}")
+            raise StoreMisconfigured(self.url, f"answered /api/v0/version without a Version: {obj!r:.120}")
         return obj["Version"]
 
     def put(self, data: bytes | bytearray | memoryview | BinaryIO, *, only_hash: bool = False) -> str:
@@ -261,7 +294,7 @@ class KuboStore(ContentStore):
         response = self._request("add", ADD_PARAMS, body=body, replayable=length is not None)
         results = [obj for obj in self._json_lines("add", response) if "Hash" in obj]
         if not results:
-            raise StoreUnavailable(self.url, "answered /api/v0/add without a Hash")
+            raise StoreMisconfigured(self.url, "answered /api/v0/add without a Hash")
         returned = results[-1]["Hash"]
         expected = str(BlockRef(PB_CODEC, state["builder"].finish().multihash[2:]))
         if returned != expected:
@@ -340,7 +373,7 @@ class KuboStore(ContentStore):
             try:
                 returned = BlockRef.of(parse_cid(str(obj.get("Key", ""))))
             except InvalidCID:
-                raise StoreUnavailable(self.url, f"answered /api/v0/block/put with no usable Key: {obj!r:.120}") from None
+                raise StoreMisconfigured(self.url, f"answered /api/v0/block/put with no usable Key: {obj!r:.120}") from None
             if returned.digest != ref.digest:
                 raise StoreError(f"{self.location} stored block {ref} under {returned}; refusing to trust it")
             count += 1

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from ipfs.dag import BlockRef
+    from ipfs.reader import BlockRef
 
 
 class ContentStore(abc.ABC):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fedledger.errors import FedLedgerError
-from fedledger.model import ModelSpec
-from fedledger.tensorfile import InvalidTensorFile, dump_tensors, load_tensors
-from fedledger.updates import UpdateHeader, encode_update_with_reconstruction
+from faults import FedLedgerError
+from federation.model import ModelSpec
+from federation.tensorfile import InvalidTensorFile, dump_tensors, load_tensors
+from federation.updates import UpdateHeader, encode_update_with_reconstruction
 
 STATE_FORMAT = "fedledger-error-feedback/1"
 
@@ -45,6 +45,9 @@ class ErrorFeedback:
         data, sent = encode_update_with_reconstruction(header, corrected, self.spec)
         self.residual = {k: corrected[k] - sent[k] for k in corrected}
         return data
+
+    def copy(self) -> ErrorFeedback:
+        return ErrorFeedback(self.spec, self.residual)
 
     def residual_norm(self) -> float:
         return float(np.sqrt(sum(float(np.dot(r.ravel().astype(np.float64), r.ravel())) for r in self.residual.values())))

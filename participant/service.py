@@ -19,19 +19,24 @@ from threading import Event
 
 from contracts.client import Ledger, RoundState
 from contracts.errors import AlreadySubmitted, DeadlinePassed, RoundNotOpen
-from fedledger.clock import chain_now
-from fedledger.data import FlowDataset
-from fedledger.errors import FedLedgerError
-from fedledger.federation import Descriptor
-from fedledger.model import load_model_bytes
-from fedledger.updates import CodecParams, DPParams, UpdateHeader, decode_update, encode_update
+from faults import Backoff, FedLedgerError
+from federation.descriptor import Descriptor
+from federation.model import load_model_bytes
+from federation.privacy import check_dp_delta
+from flows import FlowDataset
 from ipfs import ContentStore, cid_to_digest, digest_to_cid
-from participant.accounting import PrivacyAccount, check_delta
+from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
-from participant.privacy import DPConfig, train_local_dp
-from participant.training import train_local
+from participant.update import (
+    ProducedUpdate,
+    RoundTask,
+    TrainingSettings,
+    produce_update,
+)
 
 log = logging.getLogger("fedledger.participant")
+
+__all__ = ["ParticipantError", "ParticipantService", "RoundMissed", "Submitted", "TrainingSettings"]
 
 
 class ParticipantError(FedLedgerError):
@@ -40,22 +45,6 @@ class ParticipantError(FedLedgerError):
 
 class RoundMissed(ParticipantError):
     """The round closed before this participant could submit; it will take part in the next one."""
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    epochs: int = 1
-    batch_size: int = 256
-    lr: float = 0.01
-    mu: float = 0.0
-    absent_class_scale: float = 1.0
-    codec: CodecParams = field(default_factory=lambda: CodecParams(quant="int8", block=256))
-    # Stop training a round this many seconds before its deadline: the submission must be mined in time.
-    deadline_margin: float = 2.0
-    dp: DPConfig | None = None  # record- or client-level differential privacy; None = no DP
-    # A planted misbehaviour (fedledger.attacks: sign-flip, copy, free-ride, ...), for demos, tests and
-    # benchmarks of the federation's defences; None = an honest member.
-    attack: str | None = None
 
 
 @dataclass
@@ -99,13 +88,6 @@ class ParticipantService:
             )
         if len(data) == 0:
             raise ParticipantError("local data holds no flow records")
-        if settings is not None and settings.attack is not None:
-            from fedledger.attacks import ATTACKS, flip_labels
-
-            if settings.attack not in ATTACKS:
-                raise ParticipantError(f"unknown attack {settings.attack!r}", hint=f"use one of {', '.join(ATTACKS)}")
-            if settings.attack == "label-flip":
-                data = flip_labels(data)
         self.ledger = ledger
         self.store = store
         self.descriptor = descriptor
@@ -119,7 +101,7 @@ class ParticipantService:
         self.privacy: PrivacyAccount | None = None
         dp = self.settings.dp
         if dp is not None:
-            check_delta(dp.delta, len(data))  # refuse at start-up, not in the middle of a round
+            check_dp_delta(dp.delta, len(data))  # refuse at start-up, not in the middle of a round
             # The history survives restarts, so composition covers every round this member ever trained.
             self.privacy = PrivacyAccount(
                 self.state_dir / "privacy-history.json", delta=dp.delta, budget=dp.budget, accountant=dp.accountant
@@ -152,9 +134,16 @@ class ParticipantService:
             return None
         if self.ledger.get_submission(round_id, self.address) is not None:
             return None  # already submitted (perhaps before a restart)
-        if chain_now(self.ledger) >= info.deadline - self.settings.deadline_margin:
+        if self.ledger.now() >= info.deadline - self.settings.deadline_margin:
             return None  # too late to get a transaction in before the deadline
         return self._take_part(round_id, info.base_model, info.deadline)
+
+    def make_update(self, task: RoundTask, base_weights: dict, deadline: int) -> ProducedUpdate:
+        """The update this member sends for ``task`` (a subclass outside the service may send another)."""
+        return produce_update(
+            task, self.descriptor.spec, base_weights, self.data, self.settings,
+            feedback=self._error_feedback(), privacy=self.privacy, progress=self._on_progress,
+        )  # fmt: skip
 
     def _take_part(self, round_id: int, base_digest: bytes, deadline: int) -> Submitted:
         spec = self.descriptor.spec
@@ -167,81 +156,30 @@ class ParticipantService:
 
         self._on_event("train", {"round": round_id, "records": len(self.data)})
         t1 = time.perf_counter()
-        s = self.settings
-        dp = s.dp
-        if dp is None:
-            result = train_local(
-                spec, base_weights, self.data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu,
-                absent_class_scale=s.absent_class_scale,
-                seed=self.round_seed(round_id), progress=self._on_progress,
-            )  # fmt: skip
-        else:
-            # Budget and settings are checked before any training: a refused round leaves nothing behind.
-            result = train_local_dp(
-                spec, base_weights, self.data, dp, account=self.privacy, round_id=round_id, epochs=s.epochs,
-                batch_size=s.batch_size, lr=s.lr, seed=self.round_seed(round_id), progress=self._on_progress,
-            )  # fmt: skip
+        task = RoundTask(round_id, self.address, base_digest, self.round_seed(round_id))
+        made = self.make_update(task, base_weights, deadline)
         t_train = time.perf_counter() - t1
+        blob = made.blob
 
-        epsilon_milli, dp_params, privacy = 0, None, None
-        if dp is not None:
-            mech = result.mechanism
-            epsilon_milli = result.epsilon_milli
-            dp_params = DPParams(mech.noise_multiplier, mech.sample_rate, mech.steps, mech.clip_norm, dp.delta,
-                                 mech.level, dp.accountant)  # fmt: skip
-            privacy = dict(result.privacy)
-        header = UpdateHeader(
-            participant=self.address, round_id=round_id, base_model=base_digest.hex(), spec_digest=spec.digest(),
-            num_samples=result.num_samples, epsilon_milli=epsilon_milli, codec=s.codec, dp=dp_params,
-        )  # fmt: skip
-        ef = self._error_feedback()
-        blob = ef.encode(header, result.delta) if s.attack in (None, "label-flip") else self._attack(header, result.delta, deadline)
         t2 = time.perf_counter()
         cid = self.store.put(blob)
         self.store.pin(cid)
         t_store = time.perf_counter() - t2 + t_fetch
 
-        if chain_now(self.ledger) >= deadline:
+        if self.ledger.now() >= deadline:
             raise RoundMissed(f"round {round_id}'s deadline passed while training; the update was not submitted")
         self._on_event("submit", {"round": round_id, "cid": cid, "bytes": len(blob)})
         t3 = time.perf_counter()
-        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), result.num_samples, epsilon_milli)
+        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), made.header.num_samples, made.header.epsilon_milli)
         t_chain = time.perf_counter() - t3
         # Only now does the residual move on: a crash before this point retrains to the same bytes.
-        ef.save(self._ef_path)
-        log.info("round %d: submitted %s (%d bytes, %d samples)", round_id, cid, len(blob), result.num_samples)
+        if made.feedback is not None:
+            made.feedback.save(self._ef_path)
+        log.info("round %d: submitted %s (%d bytes, %d samples)", round_id, cid, len(blob), made.header.num_samples)
         return Submitted(
-            round_id, cid, len(blob), result.num_samples, t_train, t_store, t_chain, tx.gas_used, dict(result.metrics),
-            privacy,
-        )
-
-    def _attack(self, header: UpdateHeader, delta: dict, deadline: int) -> bytes:
-        """The bytes a planted attacker sends instead of its honest update (error feedback is left alone)."""
-        from fedledger.attacks import COPY, POISON, attack_delta, copy_update
-
-        kind, spec = self.settings.attack, self.descriptor.spec
-        if kind in POISON:
-            return encode_update(header, attack_delta(kind, train=lambda _d: delta, data=self.data, shapes=spec.tensor_shapes(),
-                                                      victim=None, seed=self.descriptor.seed, address=self.address,
-                                                      round_id=header.round_id), spec)  # fmt: skip
-        victim = None
-        if kind in COPY:
-            # A copier waits for someone else's update of this round, then re-sends it as its own.
-            while victim is None:
-                others = [a for a in self.ledger.submitters(header.round_id) if a.lower() != self.address.lower()]
-                if others:
-                    sub = self.ledger.get_submission(header.round_id, others[0])
-                    victim = self.store.get(digest_to_cid(sub.update)) if sub is not None else None
-                elif chain_now(self.ledger) >= deadline - self.settings.deadline_margin:
-                    raise RoundMissed(f"round {header.round_id}: nobody submitted an update to copy before the deadline")
-                else:
-                    time.sleep(self.poll_seconds)
-            if kind == "copy":
-                return copy_update(victim, header, spec)
-            victim = decode_update(victim, spec)[1]
-        fake = attack_delta(kind, train=lambda _d: delta, data=self.data, shapes=spec.tensor_shapes(), victim=victim,  # type: ignore[arg-type]
-                            seed=self.descriptor.seed, address=self.address, round_id=header.round_id)  # fmt: skip
-        return encode_update(header, fake, spec)
+            round_id, cid, len(blob), made.header.num_samples, t_train, t_store, t_chain, tx.gas_used,
+            dict(made.trained.metrics), made.trained.privacy,
+        )  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, rounds: int | None = None, stop: Event | None = None, idle_exit: float | None = None) -> list[Submitted]:
@@ -249,6 +187,7 @@ class ParticipantService:
         stop = stop or Event()
         done: list[Submitted] = []
         idle_since = time.monotonic()
+        backoff = Backoff(initial=max(0.5, self.poll_seconds))
         while not stop.is_set() and (rounds is None or len(done) < rounds):
             try:
                 outcome = self.step()
@@ -258,12 +197,13 @@ class ParticipantService:
                 self._on_event("skipped", {"error": str(exc)})
                 continue
             except FedLedgerError as exc:
-                if _is_transient(exc):
-                    log.warning("transient failure, retrying: %s", exc)
-                    self._on_event("retry", {"error": str(exc)})
-                    stop.wait(max(1.0, self.poll_seconds))
-                    continue
-                raise
+                if not exc.transient:
+                    raise
+                log.warning("transient failure, retrying: %s", exc)
+                self._on_event("retry", {"error": str(exc)})
+                stop.wait(backoff.next_delay())
+                continue
+            backoff.reset()
             if outcome is not None:
                 done.append(outcome)
                 self._on_event("submitted", outcome.__dict__)
@@ -273,11 +213,3 @@ class ParticipantService:
                 break
             stop.wait(self.poll_seconds)
         return done
-
-
-def _is_transient(exc: FedLedgerError) -> bool:
-    """Unreachable nodes come back; everything else is the user's to fix."""
-    from contracts.errors import RpcUnavailable
-    from ipfs import StoreUnavailable
-
-    return isinstance(exc, (RpcUnavailable, StoreUnavailable))

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedledger.errors import FedLedgerError
-from fedledger.model import ModelSpec, get_weights, model_from_weights
+from faults import FedLedgerError
+from federation.model import ModelSpec
+from federation.model.network import get_weights, model_from_weights
 
 
 class TrainingError(FedLedgerError):

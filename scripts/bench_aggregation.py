@@ -91,7 +91,7 @@ def _worker(method: str, k: int, p: int) -> dict:
         check = float(sum(np.sum(a, dtype=np.float64) for a in out))
     else:
         sys.path.insert(0, str(ROOT))
-        from coordinator.strategies import FedAvg, WeightedUpdate
+        from federation.rounds.strategies import FedAvg, WeightedUpdate
 
         base = {f"t{t}": np.zeros(s, dtype=np.float32) for t, s in enumerate(_shapes(p))}
         rss0 = _status("VmRSS")

@@ -75,7 +75,7 @@ def main() -> int:
             seed=args.seed, baselines=True,
         )  # fmt: skip
         # Sample cap = mean party size needs the training-set size: read it from a cheap first pass.
-        from fedledger.data import load_dataset
+        from flows import load_dataset
 
         train, _ = load_dataset("nsl-kdd", args.train, seed=args.seed, test_fraction=cfg.test_fraction)
         cfg.strategy_params = {"sample_cap": math.ceil(len(train) / args.participants)}

@@ -39,13 +39,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coordinator.strategies import WeightedUpdate, strategy_from_name  # noqa: E402
-from fedledger.data import load_dataset  # noqa: E402
-from fedledger.data.partition import partition  # noqa: E402
-from fedledger.metrics import evaluate  # noqa: E402
-from fedledger.model import ModelSpec, init_model  # noqa: E402
-from participant.accounting import PrivacyAccount, calibrate_noise  # noqa: E402
-from participant.privacy import DPConfig, public_class_weight, train_local_dp  # noqa: E402
+from federation.metrics import evaluate  # noqa: E402
+from federation.model import ModelSpec
+from federation.model.network import init_model  # noqa: E402
+from federation.privacy import calibrate_noise
+from federation.rounds.strategies import WeightedUpdate, strategy_from_name  # noqa: E402
+from flows import load_dataset  # noqa: E402
+from flows.partition import partition  # noqa: E402
+from participant.budget import PrivacyAccount  # noqa: E402
+from participant.dp_training import DPConfig, public_class_weight, train_local_dp  # noqa: E402
 from participant.training import train_local  # noqa: E402
 
 DEFAULT_TRAIN = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")

@@ -36,12 +36,12 @@ from rich.table import Table  # noqa: E402
 def run(n: int, rounds: int, records: int, console: Console) -> dict:
     from contracts.anvil import LocalAnvil
     from coordinator.service import CoordinatorService, CoordinatorSettings
+    from federation.flowset import flowset_bytes
     from fedledger.audit import Auditor
-    from fedledger.data.partition import partition
-    from fedledger.data.synthetic import generate
     from fedledger.demo import OrgProcess, chain_args
-    from fedledger.federation import flowset_bytes
-    from fedledger.setup_federation import create_federation
+    from fedledger.deploy import create_federation
+    from flows.partition import partition
+    from flows.synthetic import generate
     from ipfs import EmbeddedStore
 
     with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{n}-") as tmp, LocalAnvil(accounts=n + 1) as chain:

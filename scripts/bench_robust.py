@@ -12,8 +12,8 @@ Three tables:
 3. scoring time per round for N = 5, 20 and 50 members (leave-one-out and GTG-Shapley):
    coalition evaluations and wall time.
 
-Every run goes through fedledger.adversarial.run_attacks: real local training, the
-update codec, and coordinator.assessment.assess_round (the code a real round runs).
+Every run goes through fedledger.attacks.harness.run_attacks: real local training, the
+update codec, and federation.rounds.assessment.assess_round (the code a real round runs).
 
 Usage: .venv/bin/python scripts/bench_robust.py [--datasets synthetic,nsl-kdd] [--participants 10]
            [--rounds 8] [--seeds 0,1,2] [--clip-norm 2.0] [--skip-accuracy] [--skip-detection] [--skip-scoring] [--json OUT]
@@ -31,12 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coordinator.scoring import ScoringRule  # noqa: E402
-from fedledger.adversarial import AttackRun, run_attacks  # noqa: E402
-from fedledger.attacks import AttackSpec  # noqa: E402
-from fedledger.data import FlowDataset, load_dataset  # noqa: E402
-from fedledger.data.partition import stratified_holdout  # noqa: E402
-from fedledger.data.synthetic import generate  # noqa: E402
+from federation.rounds.scoring import ScoringRule  # noqa: E402
+from fedledger.attacks.harness import AttackRun, run_attacks  # noqa: E402
+from fedledger.attacks.kinds import AttackSpec  # noqa: E402
+from flows import FlowDataset, load_dataset  # noqa: E402
+from flows.partition import stratified_holdout  # noqa: E402
+from flows.synthetic import generate  # noqa: E402
 
 NSL_KDD = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")
 

@@ -66,7 +66,7 @@ def human(n: int) -> str:
 
 
 def child(op: str, src: str, work: str, cid: str | None, sync: str) -> dict:
-    from ipfs.dag import build
+    from ipfs.builder import build
     from ipfs.embedded import EmbeddedStore
 
     size = os.path.getsize(src)
@@ -238,7 +238,7 @@ def report(all_results: dict[int, dict[str, list[dict]]]) -> bool:
 
 def kubo_vector_7g() -> None:
     """Stream content(7,936,671,745) through only-hash: the three-layer Kubo vector."""
-    from ipfs.dag import DagBuilder, CHUNK_SIZE
+    from ipfs.builder import CHUNK_SIZE, DagBuilder
 
     vectors = json.loads((ROOT / "tests" / "vectors" / "kubo-cids.json").read_text())
     shared = json.loads(Path("/work/shared/vectors/kubo-cids.json").read_text()) if Path(

@@ -95,3 +95,18 @@ def make_federation(
 def federation(make_federation: Callable[..., Federation]) -> Federation:
     """Three registered participants, quorum of one."""
     return make_federation()
+
+
+@pytest.fixture
+def chain(tmp_path):  # noqa: ANN001, ANN201
+    """An anvil chain of the test's own, for tests that stop, restart or rewind it."""
+    with LocalAnvil(accounts=8) as c:
+        yield c
+
+
+@pytest.fixture
+def env(tmp_path, chain):  # noqa: ANN001, ANN201
+    """A small federation (three organisations, quorum two) on the test's own chain."""
+    from tests.helpers.runtime import make_env
+
+    return make_env(tmp_path, chain)

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 app = typer.Typer(
     name="fedledger",
@@ -37,7 +37,9 @@ def _root(
 _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.ipfs_cmd", "app", "ipfs"),
     ("fedledger.cli.simulate_cmd", "register", None),
-    ("fedledger.cli.chain_cmd", "register_commands", None),
+    ("fedledger.cli.federation_cmd", "register_commands", None),
+    ("fedledger.cli.coordinator_cmd", "app", "coordinator"),
+    ("fedledger.cli.participant_cmd", "app", "participant"),
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),

@@ -9,8 +9,17 @@ import typer
 from rich.table import Table
 
 from fedledger.cli.common import (
-    ApiOpt, ChainIdOpt, ConfigOpt, DescriptorOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console,
-    federation_config, open_configured_store,
+    ApiOpt,
+    ChainIdOpt,
+    ConfigOpt,
+    DescriptorOpt,
+    LedgerOpt,
+    RpcOpt,
+    StoreOpt,
+    attach_ledger,
+    console,
+    federation_config,
+    open_configured_store,
 )  # fmt: skip
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
@@ -63,7 +72,7 @@ def audit(
 @audit_app.command("round")
 def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Round number.")) -> None:
     """One round's full record, re-derived."""
-    from contracts.audit import round_record
+    from contracts.history import round_record
     from fedledger.audit import Auditor
 
     cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
@@ -82,7 +91,7 @@ def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Ro
 @audit_app.command("participant")
 def audit_participant(ctx: typer.Context, address: str = typer.Argument(..., help="Participant address.")) -> None:
     """A participant's full history: rounds, digests, samples, epsilon, scores."""
-    from contracts.audit import participant_history
+    from contracts.history import participant_history
 
     cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
     history = participant_history(attach_ledger(cfg), address)
@@ -95,7 +104,7 @@ def audit_participant(ctx: typer.Context, address: str = typer.Argument(..., hel
 @audit_app.command("lineage")
 def audit_lineage(ctx: typer.Context) -> None:
     """The model lineage from genesis to the latest global model."""
-    from contracts.audit import lineage
+    from contracts.history import lineage
 
     cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
     chain = lineage(attach_ledger(cfg))

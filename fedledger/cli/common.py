@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,35 @@ def status_text(kind: str, info: dict) -> str:
         "aggregating": f"round {r}: validating, aggregating and scoring",
         "finalized": f"round {r}: finalised",
     }.get(kind, f"{kind} {r}")
+
+
+def load_signer(keystore, password_file, key_env):  # noqa: ANN001, ANN202
+    """The signing key from a keystore or the environment (never from argv, never shown)."""
+    from fedledger.keys import (
+        load_account,  # eth-account is slow to import; only commands that sign need it
+    )
+
+    return load_account(keystore=keystore, password_file=password_file, key_env=key_env)
+
+
+def chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor=None, **extra):  # noqa: ANN001, ANN202
+    """The config with the chain, store and descriptor options of a command applied."""
+    return federation_config(
+        config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api,
+        descriptor=descriptor, **extra,
+    )  # fmt: skip
+
+
+def event_printer(enabled: bool):  # noqa: ANN202
+    """One JSON line per service event on stdout (``--events``), for scripts and the demo."""
+
+    def emit(kind: str, info: dict) -> None:
+        if enabled:
+            sys.stdout.write(json.dumps({"event": kind, **{k: v for k, v in info.items() if _jsonable(v)}}) + "\n")
+            sys.stdout.flush()
+
+    return emit
+
+
+def _jsonable(v) -> bool:  # noqa: ANN001
+    return isinstance(v, (str, int, float, bool, type(None), list, dict))

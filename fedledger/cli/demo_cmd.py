@@ -42,7 +42,7 @@ def demo(
     """Run a local federation end to end: chain, store, organisations, coordinator, audit, report."""
     from fedledger.cli.simulate_cmd import _parse_strategy_params
     from fedledger.demo import DemoOptions, run_demo
-    from participant.privacy import dp_from_options
+    from participant.dp_training import dp_from_options
 
     params = _parse_strategy_params(strategy_param)
     if clip_norm is not None:

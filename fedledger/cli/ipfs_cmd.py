@@ -16,8 +16,8 @@ from typing import Optional
 import typer
 
 from ipfs import cid_to_digest, digest_to_cid, open_store
+from ipfs.builder import build
 from ipfs.car import export_car, import_car
-from ipfs.dag import build
 from ipfs.errors import InvalidCID, StoreError
 
 app = typer.Typer(

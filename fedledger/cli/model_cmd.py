@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 
 from fedledger.cli.common import (
-    ApiOpt, ChainIdOpt, ConfigOpt, LedgerOpt, RpcOpt, StoreOpt, attach_ledger, console, federation_config,
+    ApiOpt,
+    ChainIdOpt,
+    ConfigOpt,
+    LedgerOpt,
+    RpcOpt,
+    StoreOpt,
+    attach_ledger,
+    console,
+    federation_config,
     open_configured_store,
 )  # fmt: skip
 
@@ -28,8 +36,8 @@ def export(
 ) -> None:
     """Fetch a global model by its on-chain digest (verified by the store) and write it, with its spec beside it."""
     from contracts.client import RoundState
-    from fedledger.errors import FedLedgerError
-    from fedledger.model import load_model_bytes
+    from faults import FedLedgerError
+    from federation.model import load_model_bytes
     from ipfs import digest_to_cid
 
     cfg = federation_config(config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api)

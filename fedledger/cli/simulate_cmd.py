@@ -7,9 +7,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from fedledger.errors import FedLedgerError
+from faults import FedLedgerError
 
 DATASETS = ("synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 
@@ -77,7 +83,7 @@ def simulate(
         hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise FedLedgerError(f"--hidden {hidden!r} is not a comma-separated list of sizes", hint="e.g. --hidden 64,32") from None
-    from fedledger.attacks import AttackSpec
+    from fedledger.attacks.kinds import AttackSpec
 
     for a in attack:
         AttackSpec.parse(a)  # a typo fails before any data is loaded
@@ -86,8 +92,11 @@ def simulate(
     params = _parse_strategy_params(strategy_param)
     if clip_norm is not None:
         params["clip_norm"] = clip_norm
-    from fedledger.simulate import SimulationConfig, run_simulation  # torch loads only when simulating
-    from participant.privacy import dp_from_options
+    from fedledger.simulate import (  # torch loads only when simulating
+        SimulationConfig,
+        run_simulation,
+    )
+    from participant.dp_training import dp_from_options
 
     dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip)  # bad settings fail before any data is loaded
 

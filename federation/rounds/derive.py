@@ -1,0 +1,158 @@
+"""One round, derived: from the round's inputs to the global model, the scores and the manifest.
+
+This is the single function both the coordinator (to finalise a round) and the
+auditor (to check it) run. It is pure: the same inputs give the same global model
+bytes, the same scores and the same manifest bytes, on any machine. Everything
+time-dependent (which updates could be fetched before the deadline) is an input,
+recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from federation.canonical import canonical_json
+from federation.descriptor import Descriptor
+from federation.manifest import MANIFEST_FORMAT
+from federation.model import save_model_bytes
+from federation.rounds.assessment import AcceptedUpdate, assess_round
+from federation.rounds.defences import DefenceParams
+from federation.rounds.scoring import ScoringRule, round_seed
+from federation.rounds.strategies import Strategy, strategy_from_name
+from federation.rounds.validation import SubmissionInput, Verdict, validate_submission
+from flows import FlowDataset
+from ipfs import cid_to_digest, content_cid
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    round_id: int
+    descriptor_cid: str
+    descriptor: Descriptor
+    base_model: bytes  # canonical bytes of the round's base model
+    base_weights: Mapping[str, np.ndarray]
+    state_in: bytes | None  # strategy state after the previous finalised round (None before the first)
+    submissions: Sequence[SubmissionInput]  # in on-chain order
+    absent: Sequence[str] = ()  # registered participants that did not submit
+    validation: FlowDataset | None = None
+    # False only in benchmarks of the model alone (scores are then 0); every real round is scored.
+    score_contributions: bool = True
+
+
+@dataclass
+class RoundResult:
+    global_model: bytes
+    state_out: bytes | None
+    manifest: dict[str, Any]
+    scores: dict[str, int]  # participant -> integer score, for every submitter (rejected ones score 0)
+    verdicts: list[Verdict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # the global model's tensors (global_model decoded)
+    score_report: dict[str, Any] | None = None  # what scoring cost (evaluations, wall seconds), when it ran
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return canonical_json(self.manifest)
+
+
+def strategy_of(descriptor: Descriptor) -> Strategy:
+    return strategy_from_name(descriptor.strategy, **descriptor.strategy_params)
+
+
+def scoring_of(descriptor: Descriptor) -> tuple[ScoringRule, DefenceParams]:
+    """The descriptor's scoring rule, and the copy / free-rider thresholds (its optional ``defences`` key)."""
+    entry = dict(descriptor.scoring)
+    defences = entry.pop("defences", None)
+    return ScoringRule.from_dict(entry), DefenceParams.from_dict(defences)
+
+
+def derive_round(inputs: RoundInputs) -> RoundResult:
+    """Validate, aggregate, score and describe one round. Deterministic; raises only on unusable inputs."""
+    desc = inputs.descriptor
+    spec = desc.spec
+    strategy = strategy_of(desc)
+    # The header binds the base model by the digest the chain records (its root block's sha2-256).
+    base_hex = cid_to_digest(content_cid(inputs.base_model)).hex()
+    rule, defences = scoring_of(desc)
+    verdicts: list[Verdict] = []
+    accepted: list[AcceptedUpdate] = []
+    for sub in inputs.submissions:
+        verdict, delta = validate_submission(sub, inputs.round_id, base_hex, spec, desc.max_update_bytes)
+        if delta is not None:
+            verdict.weight = strategy.effective_weight(sub.num_samples)
+            accepted.append(AcceptedUpdate(sub.participant, sub.digest, sub.num_samples, delta))
+        verdicts.append(verdict)
+
+    state = strategy.state_from_bytes(inputs.state_in) if inputs.state_in else None
+    # Every auditor draws the same GTG permutations: the seed is on-chain data only.
+    seed = round_seed(inputs.round_id, bytes.fromhex(base_hex), [s.digest for s in inputs.submissions])
+    assessed = assess_round(
+        strategy=strategy, spec=spec, base_weights=inputs.base_weights, state=state, accepted=accepted,
+        validation=inputs.validation, scoring=rule, seed=seed, defences=defences,
+        score_contributions=inputs.score_contributions,
+    )  # fmt: skip
+    weights, new_state, order = assessed.weights, assessed.state, assessed.order
+    global_bytes = save_model_bytes(spec, weights)
+    state_out = strategy.state_to_bytes(new_state) if new_state else None
+    metrics: dict[str, Any] = _round_floats(assessed.metrics) if inputs.validation is not None else {}
+    scores = {s.participant: 0 for s in inputs.submissions}
+    scores.update(assessed.scores)
+    scoring_entry: dict[str, Any] = dict(desc.scoring)
+    if assessed.report is not None and rule.rule == "gtg-shapley":
+        scoring_entry["report"] = assessed.report.summary()
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "federation": inputs.descriptor_cid,
+        "round": inputs.round_id,
+        "base_model": content_cid(inputs.base_model),
+        "global_model": content_cid(global_bytes),
+        "strategy": {"name": strategy.name, "params": strategy.params()},
+        "state_in": content_cid(inputs.state_in) if inputs.state_in else None,
+        "state_out": content_cid(state_out) if state_out else None,
+        "submissions": [
+            {
+                "participant": s.participant,
+                "update": s.cid,
+                "num_samples": s.num_samples,
+                "epsilon_milli": s.epsilon_milli,
+                "weight": v.weight,
+                "status": "accepted" if v.accepted else "rejected",
+                "reason": v.reason,
+                "detail": v.detail,
+                "score": scores[s.participant],
+                # Only flagged updates carry these keys, so manifests of clean rounds keep their bytes.
+                **({"flags": assessed.flags_of(s.participant)} if assessed.flags_of(s.participant) else {}),
+                **({"aggregated": False} if v.accepted and s.participant not in order else {}),
+                # Only DP updates carry the key, so manifests of rounds without DP keep their bytes.
+                **({"privacy": v.privacy} if v.privacy is not None else {}),
+            }
+            for s, v in zip(inputs.submissions, verdicts, strict=True)
+        ],
+        "absent": sorted(inputs.absent),
+        "aggregation_order": order,
+        "scoring": scoring_entry,
+        "validation": desc.validation,
+        "metrics": metrics,
+    }
+    report = None if assessed.report is None else {**assessed.report.summary(), "seconds": round(assessed.report.seconds, 3)}
+    return RoundResult(global_bytes, state_out, manifest, scores, verdicts, metrics, weights, report)
+
+
+def _round_floats(obj: Any) -> Any:
+    """Metrics rounded to 6 decimals: JSON-stable, and far below any difference that matters."""
+    if isinstance(obj, float):
+        return round(obj, 6)
+    if isinstance(obj, dict):
+        return {str(k): _round_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_round_floats(v) for v in obj]
+    if isinstance(obj, (np.floating,)):
+        return round(float(obj), 6)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    return obj

@@ -1,0 +1,78 @@
+"""Validating one submission: its bytes against its on-chain record, never raising for bad content.
+
+Every way an update can be wrong becomes a :class:`Verdict` with a reason code (the
+manifest records it): not fetched, not decodable (:class:`federation.updates.InvalidUpdate`
+reasons), a header that disagrees with the chain (sender, round, base, samples,
+epsilon), or an epsilon its declared DP mechanism does not cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from federation.model import ModelSpec
+from federation.privacy import check_claim
+from federation.updates import InvalidUpdate, decode_update
+from ipfs import digest_to_cid
+
+
+@dataclass(frozen=True)
+class SubmissionInput:
+    """One on-chain submission and what the coordinator could fetch for it."""
+
+    participant: str  # checksummed address
+    digest: bytes  # the 32-byte digest on chain
+    num_samples: int
+    epsilon_milli: int
+    data: bytes | None  # the update's bytes, verified against the digest; None when they could not be fetched
+    fetch_error: str | None = None  # why ``data`` is None: a reason code such as "unavailable" or "corrupt"
+
+    @property
+    def cid(self) -> str:
+        return digest_to_cid(self.digest)
+
+
+@dataclass
+class Verdict:
+    participant: str
+    accepted: bool
+    reason: str | None = None
+    detail: str | None = None
+    weight: float = 0.0
+    privacy: dict[str, Any] | None = None  # the update's declared DP mechanism, when it has one
+
+
+def validate_submission(
+    sub: SubmissionInput, round_id: int, base_digest_hex: str, spec: ModelSpec, max_bytes: int
+) -> tuple[Verdict, dict[str, np.ndarray] | None]:
+    """Decode and check one update against its on-chain record; never raises for bad content."""
+    if sub.data is None:
+        reason = sub.fetch_error or "unavailable"
+        return Verdict(sub.participant, False, reason, f"update {sub.cid} could not be fetched ({reason})"), None
+    try:
+        header, delta = decode_update(sub.data, spec, max_bytes=max_bytes)
+    except InvalidUpdate as exc:
+        return Verdict(sub.participant, False, exc.reason, str(exc)), None
+    checks = (
+        ("sender-mismatch", header.participant.lower() == sub.participant.lower(),
+         f"header names {header.participant}, the chain's sender is {sub.participant}"),
+        ("round-mismatch", header.round_id == round_id, f"header is for round {header.round_id}, not {round_id}"),
+        ("base-mismatch", header.base_model == base_digest_hex,
+         f"header's base model {header.base_model[:12]}… is not this round's base {base_digest_hex[:12]}…"),
+        ("samples-mismatch", header.num_samples == sub.num_samples,
+         f"header claims {header.num_samples} samples, the chain records {sub.num_samples}"),
+        ("epsilon-mismatch", header.epsilon_milli == sub.epsilon_milli,
+         f"header claims epsilon {header.epsilon_milli / 1000:g}, the chain records {sub.epsilon_milli / 1000:g}"),
+    )  # fmt: skip
+    for reason, ok, detail in checks:
+        if not ok:
+            return Verdict(sub.participant, False, reason, detail), None
+    # The claimed epsilon must be what the declared DP mechanism costs (recomputed with the same accountant).
+    problem = check_claim(header.dp, header.epsilon_milli)
+    if problem is not None:
+        return Verdict(sub.participant, False, "epsilon-inconsistent", f"update {problem}"), None
+    privacy = None if header.dp is None else {**header.dp.to_dict(), "epsilon_milli": header.epsilon_milli}
+    return Verdict(sub.participant, True, privacy=privacy), delta

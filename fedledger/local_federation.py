@@ -1,0 +1,122 @@
+"""A federation in one process, without chain or store, for the simulation, benchmarks and the attack harness.
+
+Everything but the transport is real: the descriptor, the update bytes members
+produce (:func:`participant.update.produce_update`), their on-chain digests (the CID
+the store would give), and the round derivation the coordinator and the audit run
+(:func:`federation.rounds.derive.derive_round`), so the flags and scores a simulation
+reports are the ones a real round would record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from eth_utils import to_checksum_address
+
+from federation.descriptor import Descriptor
+from federation.flowset import flowset_bytes
+from federation.model import ModelSpec, save_model_bytes
+from federation.model.network import init_model
+from federation.rounds.defences import DefenceParams
+from federation.rounds.derive import RoundInputs, RoundResult, derive_round
+from federation.rounds.scoring import ScoringRule
+from federation.rounds.validation import SubmissionInput
+from flows import FlowDataset
+from ipfs import cid_to_digest, content_cid
+
+
+def simulated_address(index: int, seed: int) -> str:
+    """A stable, made-up address for simulated organisation ``index`` (no key behind it)."""
+    return to_checksum_address("0x" + hashlib.sha256(f"fedledger-sim/{seed}/{index}".encode()).hexdigest()[:40])
+
+
+def digest_of(blob: bytes) -> bytes:
+    """The 32-byte digest the chain would record for ``blob`` (its root block's sha2-256)."""
+    return cid_to_digest(content_cid(blob))
+
+
+@dataclass
+class LocalFederation:
+    """The federation's fixed content and its running global model, kept in memory."""
+
+    descriptor: Descriptor
+    descriptor_cid: str
+    validation: FlowDataset
+    weights: dict[str, np.ndarray]
+    state: bytes | None = None
+    round_id: int = 0
+    history: list[RoundResult] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        spec: ModelSpec,
+        validation: FlowDataset,
+        strategy: str = "fedavg",
+        strategy_params: Mapping[str, Any] | None = None,
+        scoring: ScoringRule | None = None,
+        defences: DefenceParams | None = None,
+        seed: int = 0,
+        name: str = "simulation",
+    ) -> LocalFederation:
+        """``seed`` draws the initial weights (as the simulation always has), not the descriptor's genesis."""
+        rule = scoring or ScoringRule()
+        entry: dict[str, Any] = rule.to_dict()
+        if defences is not None and defences != DefenceParams():
+            entry["defences"] = defences.to_dict()
+        desc = Descriptor(
+            name=name, spec=spec, validation=content_cid(flowset_bytes(validation)), strategy=strategy,
+            strategy_params=dict(strategy_params or {}), scoring=entry, seed=seed,
+        )  # fmt: skip
+        return cls(desc, content_cid(desc.to_bytes()), validation, init_model(spec, seed))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.descriptor.spec
+
+    def base_model(self) -> tuple[bytes, bytes]:
+        """(canonical bytes, on-chain digest) of the current global model, the next round's base."""
+        data = save_model_bytes(self.spec, self.weights)
+        return data, digest_of(data)
+
+    def run_round(
+        self,
+        submissions: Sequence[tuple[str, bytes]],
+        *,
+        absent: Sequence[str] = (),
+        score_contributions: bool = True,
+    ) -> RoundResult:
+        """Derive the next round from ``(participant, update bytes)`` in on-chain order; the model moves on."""
+        from federation.updates import read_header
+
+        self.round_id += 1
+        base, _ = self.base_model()
+        subs = []
+        for address, blob in submissions:
+            header = read_header(blob)  # the chain would record what the member claimed
+            subs.append(SubmissionInput(address, digest_of(blob), header.num_samples, header.epsilon_milli, blob))
+        result = derive_round(
+            RoundInputs(
+                round_id=self.round_id, descriptor_cid=self.descriptor_cid, descriptor=self.descriptor, base_model=base,
+                base_weights=self.weights, state_in=self.state, submissions=subs, absent=list(absent),
+                validation=self.validation, score_contributions=score_contributions,
+            )
+        )  # fmt: skip
+        self.weights, self.state = result.weights, result.state_out
+        self.history.append(result)
+        return result
+
+
+def members_of(result: RoundResult, planted: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """Per submitter: its planted attack, whether it was aggregated, its score and flags (simulation JSON)."""
+    return [
+        {"address": e["participant"], "attack": planted.get(e["participant"]),
+         "accepted": e["status"] == "accepted" and e.get("aggregated", True),
+         "score": e["score"], "flags": e.get("flags", [])}
+        for e in result.manifest["submissions"]
+    ]  # fmt: skip

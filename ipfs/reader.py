@@ -1,0 +1,149 @@
+"""Walking a UnixFS file DAG from its root, every block re-hashed before it is trusted.
+
+Blocks are named here by a light (codec, digest) pair: ``multiformats.CID`` runs
+runtime type validation on every construction, which cost more than the hashing
+itself when decoding 174 links per node. CIDs are built only for messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, Protocol
+
+from multiformats import CID, multihash
+
+from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
+from ipfs.errors import CorruptBlock, StoreError
+from ipfs.unixfs import TYPE_FILE, TYPE_RAW, ProtobufError, decode_node
+
+MAX_LINKS = 174  # Kubo's balanced layout never puts more links in a node
+# Deeper than any real file (174**6 chunks is ~6 PB); bounds hostile DAGs.
+MAX_DEPTH = 16
+
+RAW_CODEC = "raw"
+PB_CODEC = "dag-pb"
+
+
+class BlockRef(NamedTuple):
+    codec: str  # "dag-pb" or "raw"
+    digest: bytes  # sha2-256, 32 bytes
+
+    @classmethod
+    def of(cls, cid: CID) -> BlockRef:
+        return cls(cid.codec.name, bytes(cid.raw_digest))
+
+    @classmethod
+    def from_link(cls, raw: bytes) -> BlockRef:
+        """Decode a link's binary CID (a bare multihash for CIDv0)."""
+        if len(raw) == 34 and raw[:2] == SHA2_256_PREFIX:
+            return cls(PB_CODEC, raw[2:])
+        cid = CID.decode(raw)  # CIDv1 children (e.g. raw leaves added elsewhere)
+        if cid.hashfun.name != "sha2-256" or cid.codec.name not in (PB_CODEC, RAW_CODEC):
+            raise ValueError(f"child {cid} uses {cid.hashfun.name}/{cid.codec.name}; only sha2-256 dag-pb or raw is verified here")
+        return cls.of(cid)
+
+    @property
+    def multihash(self) -> bytes:
+        return SHA2_256_PREFIX + self.digest
+
+    def __str__(self) -> str:
+        if self.codec == PB_CODEC:
+            return cidv0_from_multihash(self.multihash)
+        return str(CID("base32", 1, self.codec, multihash.wrap(self.digest, "sha2-256")))
+
+
+class BlockFetcher(Protocol):
+    def __call__(self, ref: BlockRef) -> bytes: ...
+
+
+def verify_block(ref: BlockRef, block: bytes | memoryview, where: str) -> None:
+    """Refuse a block whose sha2-256 is not the one its CID names."""
+    actual = hashlib.sha256(block).digest()
+    if actual != ref.digest:
+        raise CorruptBlock(
+            str(ref),
+            f"its {len(block)} bytes hash to {cidv0_from_multihash(SHA2_256_PREFIX + actual)}",
+            where=where,
+        )
+
+
+def iter_file(
+    root: BlockRef,
+    fetch: BlockFetcher,
+    where: str,
+    prefetch: Callable[[list[BlockRef]], None] | None = None,
+) -> Iterator[memoryview]:
+    """Yield the file bytes under ``root`` in order; every block is re-hashed first.
+
+    ``fetch`` returns a block's raw bytes (or raises ContentNotFound); nothing it
+    returns is trusted until it hashes to the CID that named it. ``prefetch``, if
+    given, is told which blocks come next so the backend can start reading them.
+    """
+    yield from _walk(root, fetch, where, 0, None, prefetch)
+
+
+PREFETCH_WINDOW = 8
+
+
+def _walk(
+    ref: BlockRef,
+    fetch: BlockFetcher,
+    where: str,
+    depth: int,
+    expect: int | None,
+    prefetch: Callable[[list[BlockRef]], None] | None,
+) -> Iterator[memoryview]:
+    if depth > MAX_DEPTH:
+        raise StoreError(f"DAG under {ref} is deeper than {MAX_DEPTH} layers; refusing to read it")
+    block = fetch(ref)
+    verify_block(ref, block, where)
+    if ref.codec == RAW_CODEC:
+        if expect is not None and expect != len(block):
+            raise CorruptBlock(str(ref), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
+        yield memoryview(block)
+        return
+    try:
+        node = decode_node(block)
+    except ProtobufError as exc:
+        raise StoreError(
+            f"block {ref} in {where} is not a UnixFS file node: {exc}",
+            hint="the CID names something other than a file added with `ipfs add` (a directory or raw DAG)",
+        ) from None
+    if node.unixfs_type not in (TYPE_FILE, TYPE_RAW):
+        raise StoreError(
+            f"{ref} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
+            hint="only files can be read; a directory CID needs `ipfs cat <dir>/<name>`",
+        )
+    if node.links and len(node.blocksizes) != len(node.links):
+        raise CorruptBlock(str(ref), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
+    total = len(node.data) + sum(node.blocksizes)
+    if node.file_size is not None and node.file_size != total:
+        raise CorruptBlock(str(ref), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
+    if expect is not None and expect != total:
+        raise CorruptBlock(str(ref), f"parent says {expect} bytes, node holds {total}", where=where)
+    if len(node.data):
+        yield node.data
+    if not node.links:
+        return
+    try:
+        children = [BlockRef.from_link(link.hash) for link in node.links]
+    except Exception as exc:
+        raise CorruptBlock(str(ref), f"a link is unusable: {exc}", where=where) from None
+    if prefetch is not None:
+        prefetch(children[:PREFETCH_WINDOW])
+    for i, (child, size) in enumerate(zip(children, node.blocksizes)):
+        if prefetch is not None and i + PREFETCH_WINDOW < len(children):
+            prefetch(children[i + PREFETCH_WINDOW : i + PREFETCH_WINDOW + 1])
+        yield from _walk(child, fetch, where, depth + 1, size, prefetch)
+
+
+def links_of(ref: BlockRef, block: bytes) -> list[BlockRef]:
+    """Children of a verified block (for CAR export and completeness checks)."""
+    if ref.codec == RAW_CODEC:
+        return []
+    try:
+        node = decode_node(block)
+        return [BlockRef.from_link(link.hash) for link in node.links]
+    except Exception as exc:
+        raise StoreError(f"block {ref} is not a dag-pb UnixFS node: {exc}") from None

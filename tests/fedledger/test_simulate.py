@@ -1,0 +1,96 @@
+"""The learning-only simulation, through its function and its command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faults import FedLedgerError
+from fedledger.cli import main
+from fedledger.simulate import SimulationConfig, run_simulation
+
+
+def _small(**kw: object) -> SimulationConfig:
+    fields = dict(dataset="synthetic", synthetic_records=3000, participants=3, rounds=3, hidden=(32, 16), seed=1)
+    fields.update(kw)
+    return SimulationConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_federation_learns_and_records_every_round() -> None:
+    result = run_simulation(_small(rounds=4, local_epochs=3, synthetic_records=6000))
+    rounds = result["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    first, last = rounds[0]["metrics"], rounds[-1]["metrics"]
+    assert last["macro_f1"] > 0.6 and last["macro_f1"] >= first["macro_f1"]
+    for r in rounds:
+        assert set(r["metrics"]) >= {"accuracy", "macro_f1", "binary_accuracy", "recall", "fpr"}
+        assert len(r["update_bytes"]) == 3 and r["update_bytes_total"] == sum(r["update_bytes"].values())
+    assert len({r["model_digest"] for r in rounds}) == 4
+    addresses = [p["address"] for p in result["participants"]]
+    assert addresses == sorted(addresses, key=str.lower)
+    json.dumps(result)  # serialisable as is
+
+
+def test_same_config_same_models() -> None:
+    a = run_simulation(_small(rounds=2))
+    b = run_simulation(_small(rounds=2))
+    assert [r["model_digest"] for r in a["rounds"]] == [r["model_digest"] for r in b["rounds"]]
+
+
+def test_compressed_codec_shrinks_the_uplink() -> None:
+    dense = run_simulation(_small(rounds=2))
+    sparse = run_simulation(_small(rounds=2, codec="topk:0.05+int8"))
+    assert sparse["rounds"][-1]["update_bytes_total"] * 8 < dense["rounds"][-1]["update_bytes_total"]
+    assert sparse["codec"]["quant"] == "int8"
+
+
+def test_families_split_with_baselines_and_another_strategy() -> None:
+    result = run_simulation(_small(split="families", baselines=True, strategy="fedavgm", strategy_params={"momentum": 0.5}))
+    seen = [set(p["families_seen"]) for p in result["participants"]]
+    classes = set(result["data"]["classes"][1:])
+    assert set().union(*seen) == classes and all(s != classes for s in seen)
+    base = result["baselines"]
+    assert base["epochs"] == 3 and len(base["local_only"]) == 3
+    assert 0.0 <= base["centralised"]["macro_f1"] <= 1.0
+    assert result["strategy"] == {"name": "fedavgm", "params": {"server_lr": 1.0, "momentum": 0.5, "sample_cap": 1_000_000}}
+
+
+@pytest.mark.parametrize(
+    "cfg, fragment",
+    [
+        (_small(participants=0), "participants"),
+        (_small(codec="int9"), "codec"),
+        (_small(strategy="krum"), "strategy"),
+        (_small(split="halves"), "split"),
+    ],
+)
+def test_bad_configurations_are_typed_errors(cfg: SimulationConfig, fragment: str) -> None:
+    with pytest.raises(FedLedgerError, match=fragment):
+        run_simulation(cfg)
+
+
+def test_cli_writes_the_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "sim.json"
+    code = main([
+        "simulate", "--dataset", "synthetic", "--records", "2000", "--participants", "2", "--split", "dirichlet:0.5",
+        "--rounds", "2", "--codec", "int8:256", "--strategy", "fedadam", "--strategy-param", "eta=0.01",
+        "--hidden", "16", "--class-weights", "sqrt", "--absent-class-scale", "0", "--json", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result["rounds"]) == 2 and result["config"]["split"] == "dirichlet:0.5"
+    assert result["strategy"]["name"] == "fedadam" and result["codec"]["block"] == 256
+    assert result["config"]["class_weights"] == "sqrt" and result["config"]["absent_class_scale"] == 0.0
+
+
+def test_cli_reports_bad_options(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "sim.json"
+    assert main(["simulate", "--dataset", "mnist", "--json", str(out)]) == 1
+    assert "unknown data set" in capsys.readouterr().err
+    assert main(["simulate", "--dataset", "nsl-kdd", "--json", str(out)]) == 1
+    assert "--train" in capsys.readouterr().err
+    assert main(["simulate", "--hidden", "a,b", "--json", str(out)]) == 1
+    assert main(["simulate", "--class-weights", "inverse", "--json", str(out)]) == 1
+    assert main(["simulate", "--strategy-param", "eta", "--json", str(out)]) == 1
+    assert not out.exists()
