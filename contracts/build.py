@@ -46,7 +46,10 @@ SETTINGS: dict[str, Any] = {
     "metadata": {"bytecodeHash": "ipfs"},
     "outputSelection": {
         SOURCE_NAME: {
-            CONTRACT_NAME: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]
+            CONTRACT_NAME: [
+                "abi", "evm.bytecode.object", "evm.deployedBytecode.object", "evm.deployedBytecode.immutableReferences",
+                "metadata",
+            ]
         }
     },
 }
@@ -71,6 +74,15 @@ class Artifact:
     compiler_version: str
     settings: dict[str, Any]
     source_sha256: str
+    # Where the constructor writes each immutable into the runtime code: (start, length) pairs.
+    immutable_ranges: tuple[tuple[int, int], ...] = ()
+
+    def runtime_template(self, code: bytes) -> bytes:
+        """``code`` with every immutable's bytes zeroed: equal for every deployment of this artifact."""
+        out = bytearray(code)
+        for start, length in self.immutable_ranges:
+            out[start : start + length] = bytes(length)
+        return bytes(out)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +94,7 @@ class Artifact:
             "abi": self.abi,
             "bytecode": self.bytecode,
             "deployedBytecode": self.deployed_bytecode,
+            "immutableRanges": [list(r) for r in self.immutable_ranges],
         }
 
 
@@ -200,6 +213,13 @@ def compile_ledger(solc: Solc | None = None) -> Artifact:
             compiler_version=metadata["compiler"]["version"],
             settings={k: v for k, v in SETTINGS.items() if k != "outputSelection"},
             source_sha256=source_sha256(source),
+            immutable_ranges=tuple(
+                sorted(
+                    (int(r["start"]), int(r["length"]))
+                    for refs in compiled["evm"]["deployedBytecode"].get("immutableReferences", {}).values()
+                    for r in refs
+                )
+            ),
         )
     except (KeyError, ValueError) as exc:
         raise CompilationFailed(
@@ -225,6 +245,7 @@ def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
             compiler_version=data["compilerVersion"],
             settings=data["settings"],
             source_sha256=data["sourceSha256"],
+            immutable_ranges=tuple(tuple(r) for r in data.get("immutableRanges", [])),  # type: ignore[misc]
         )
     except FileNotFoundError as exc:
         raise ArtifactError(

@@ -33,6 +33,7 @@ from contracts.records import (
     LedgerEvent,
     RoundInfo,
     RoundOpened,
+    RoundPhases,
     RoundState,
     Submission,
     TxResult,
@@ -53,13 +54,18 @@ from contracts.values import (
     as_uint,
 )
 
+DEFAULT_ABORT_GRACE = 3600  # seconds after a round's deadline from which any member may abort it
+PARTICIPANT_PAGE = 500  # participants per eth_call: well inside common gas caps
+
 __all__ = [
+    "DEFAULT_ABORT_GRACE",
     "DEFAULT_LOG_PAGE",
     "Deployed",
     "Ledger",
     "LedgerEvent",
     "RoundInfo",
     "RoundOpened",
+    "RoundPhases",
     "RoundState",
     "Submission",
     "TxResult",
@@ -117,21 +123,32 @@ class Ledger:
         genesis_model: bytes | str,
         min_updates: int,
         *,
+        descriptor: bytes | str | None = None,
+        abort_grace: int = DEFAULT_ABORT_GRACE,
+        secure_aggregation: bool = False,
         expected_chain_id: int | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         artifact: Artifact | None = None,
     ) -> Ledger:
-        """Deploy a new ledger from the committed artifact; the deploying key becomes admin."""
+        """Deploy a new ledger from the committed artifact; the deploying key becomes admin.
+
+        ``descriptor`` is the digest of the federation descriptor the ledger is bound to
+        (None: the genesis digest, for ledgers that carry no descriptor, e.g. in tests);
+        ``abort_grace`` the seconds after a round's deadline from which any member may abort it.
+        """
         artifact = artifact or load_artifact()
         signer = as_account(account)
         genesis = as_bytes32(genesis_model, "genesis_model")
+        desc = as_bytes32(descriptor, "descriptor") if descriptor is not None else genesis
         min_updates = as_uint(min_updates, 32, "min_updates")
+        grace = as_uint(abort_grace, 64, "abort_grace")
         w3, chain_id = connect(rpc_url, request_timeout, expected_chain_id)
         placeholder = cls(
             w3, "0x" + "00" * 20, chain_id, rpc_url, signer, artifact=artifact, receipt_timeout=receipt_timeout
         )
-        data = artifact.bytecode + abi_encode(["bytes32", "uint32"], [genesis, min_updates]).hex()
+        args = abi_encode(["bytes32", "bytes32", "uint32", "uint64", "bool"], [genesis, desc, min_updates, grace, bool(secure_aggregation)])
+        data = artifact.bytecode + args.hex()
         result = placeholder._transport.send("constructor", {"data": data}, signer)
         address = Web3.to_checksum_address(result.receipt["contractAddress"])
         deployed = Deployed(
@@ -180,7 +197,9 @@ class Ledger:
                 f"no contract at {checksum} on chain {chain_id} ({rpc_url})",
                 hint="check the address and that you are on the chain the ledger was deployed to",
             )
-        if code != expected:
+        # The constructor writes the immutables (genesis, descriptor, quorum, ...) into the runtime code:
+        # compare with those bytes zeroed, then the views tell the values.
+        if artifact.runtime_template(code) != artifact.runtime_template(expected):
             raise errors.AttachRefused(
                 f"the contract at {checksum} on chain {chain_id} is not the FederationLedger of this build "
                 f"(runtime code is {len(code)} bytes, expected {len(expected)} bytes"
@@ -232,9 +251,15 @@ class Ledger:
     def accept_admin(self) -> TxResult:
         return self._transact("acceptAdmin")
 
-    def open_round(self, base_model: bytes | str, deadline: int) -> RoundOpened:
-        """Open the next round; ``deadline`` is a Unix time in seconds (chain clock)."""
-        result = self._transact("openRound", as_bytes32(base_model, "base_model"), as_uint(deadline, 64, "deadline"))
+    def open_round(self, base_model: bytes | str, deadline: int, share_deadline: int = 0) -> RoundOpened:
+        """Open the next round; deadlines are Unix times in seconds (chain clock).
+
+        ``share_deadline`` closes the share phase of a secure-aggregation round (0 otherwise).
+        """
+        result = self._transact(
+            "openRound", as_bytes32(base_model, "base_model"), as_uint(share_deadline, 64, "share_deadline"),
+            as_uint(deadline, 64, "deadline"),
+        )  # fmt: skip
         opened = [e for e in result.events if e.name == "RoundOpened"]
         if len(opened) != 1:
             raise errors.TransactionFailed(f"openRound tx {result.tx_hash} emitted no RoundOpened event")
@@ -269,6 +294,18 @@ class Ledger:
     def abort_round(self, round_id: int) -> TxResult:
         return self._transact("abortRound", as_uint(round_id, 256, "round_id"))
 
+    def publish_shares(self, round_id: int, bundle: bytes | str) -> TxResult:
+        return self._transact("publishShares", as_uint(round_id, 256, "round_id"), as_bytes32(bundle, "bundle"))
+
+    def reveal_shares(self, round_id: int, reveal: bytes | str) -> TxResult:
+        return self._transact("revealShares", as_uint(round_id, 256, "round_id"), as_bytes32(reveal, "reveal"))
+
+    def set_member_key(self, key: bytes | str) -> TxResult:
+        return self._transact("setMemberKey", as_bytes32(key, "member key"))
+
+    def rebase_lineage(self, round_id: int) -> TxResult:
+        return self._transact("rebaseLineage", as_uint(round_id, 256, "round_id"))
+
     # ------------------------------------------------------------------ views
 
     def admin(self) -> str:
@@ -284,6 +321,23 @@ class Ledger:
 
     def genesis_model(self) -> bytes:
         return bytes(self._call("genesisModel"))
+
+    def descriptor_digest(self) -> bytes:
+        """The digest of the federation descriptor this ledger was deployed for."""
+        return bytes(self._call("descriptor"))
+
+    def secure_aggregation(self) -> bool:
+        return bool(self._call("secureAggregation"))
+
+    def abort_grace(self) -> int:
+        return int(self._call("abortGrace"))
+
+    def member_key(self, participant: str) -> bytes | None:
+        key = bytes(self._call("memberKey", as_address(participant, "participant")))
+        return None if not any(key) else key
+
+    def participant_count(self) -> int:
+        return int(self._call("participantCount"))
 
     def latest_model(self) -> bytes:
         return bytes(self._call("latestModel"))
@@ -303,8 +357,26 @@ class Ledger:
     def participant_name(self, account: str) -> str:
         return str(self._call("participantName", as_address(account, "account")))
 
-    def participants(self) -> list[str]:
-        return [str(a) for a in self._call("participants")]
+    def participants(self, *, page: int = PARTICIPANT_PAGE) -> list[str]:
+        """The current participants, read in pages so an eth_call gas cap never cuts the list."""
+        total = self.participant_count()
+        out: list[str] = []
+        while len(out) < total:
+            chunk = [str(a) for a in self._call("participantsPage", len(out), page)]
+            if not chunk:
+                break  # the set shrank while we read it
+            out.extend(chunk)
+        return out
+
+    def round_phases(self, round_id: int) -> RoundPhases:
+        base_round, eligible, share_deadline, shares, reveals, closed, abortable = self._call(
+            "roundPhases", as_uint(round_id, 256, "round_id")
+        )
+        return RoundPhases(
+            round_id=round_id, base_round=int(base_round), eligible=int(eligible), share_deadline=int(share_deadline),
+            share_count=int(shares), reveal_count=int(reveals), submissions_closed=bool(closed),
+            abortable_at=int(abortable),
+        )  # fmt: skip
 
     def get_round(self, round_id: int) -> RoundInfo:
         base, global_model, manifest, deadline, state, count, opened, closed = self._call(
@@ -325,28 +397,69 @@ class Ledger:
         )
 
     def get_submission(self, round_id: int, participant: str) -> Submission | None:
-        """The participant's submission to the round, or None when it did not submit."""
+        """The participant's submission to the round, or None when it did not submit.
+
+        The contract keeps each member's latest submission in storage; an earlier one is read
+        back from its UpdateSubmitted and ContributionScored events.
+        """
         address = as_address(participant, "participant")
         update, samples, epsilon, score, block, scored = self._call(
             "getSubmission", as_uint(round_id, 256, "round_id"), address
         )
-        if int.from_bytes(update, "big") == 0:
-            return None
-        return Submission(
-            round_id=round_id,
-            participant=address,
-            update=bytes(update),
-            num_samples=int(samples),
-            epsilon_milli=int(epsilon),
-            score=int(score) if scored else None,
-            block_number=int(block),
+        if any(bytes(update)):
+            return Submission(round_id, address, bytes(update), int(samples), int(epsilon), int(score) if scored else None,
+                              int(block))  # fmt: skip
+        _, last_round, _ = self._call("submissionHistory", address)
+        if int(last_round) <= round_id:
+            return None  # its latest submission is older (or this one): it did not submit to this round
+        return next((s for s in self.submissions(round_id) if s.participant == address), None)
+
+    def submissions(self, round_id: int) -> list[Submission]:
+        """Every submission to the round in on-chain order, with scores, read from the round's events."""
+        info = self.get_round(round_id)
+        to_block = info.closed_block if info.closed_block is not None else self.block_number()
+        events = self.get_events(
+            ("UpdateSubmitted", "ContributionScored"), from_block=info.opened_block, to_block=to_block, round_id=round_id
         )
+        scores = {e.args["participant"]: int(e.args["score"]) for e in events if e.name == "ContributionScored"}
+        subs = [
+            Submission(round_id, e.args["participant"], bytes(e.args["update"]), int(e.args["numSamples"]),
+                       int(e.args["epsilonMilli"]), scores.get(e.args["participant"]), e.block_number)  # fmt: skip
+            for e in events
+            if e.name == "UpdateSubmitted"
+        ]
+        if len(subs) != info.submission_count:
+            raise errors.LedgerError(
+                f"the node's logs for round {round_id} hold {len(subs)} submissions, the contract counts "
+                f"{info.submission_count} (blocks {info.opened_block}..{to_block})",
+                hint="the node may be pruning logs or still syncing; query an archive node",
+            )
+        return subs
 
     def submitters(self, round_id: int) -> list[str]:
-        return [str(a) for a in self._call("submitters", as_uint(round_id, 256, "round_id"))]
+        """The accounts that submitted to the round, in on-chain order."""
+        return [s.participant for s in self.submissions(round_id)]
+
+    def submission_history(self, participant: str) -> tuple[int, int, int]:
+        """(submission count, latest round, latest block) of a participant; 0s when it never submitted."""
+        count, last_round, last_block = self._call("submissionHistory", as_address(participant, "participant"))
+        return int(count), int(last_round), int(last_block)
 
     def participant_rounds(self, participant: str) -> list[int]:
-        return [int(r) for r in self._call("participantRounds", as_address(participant, "participant"))]
+        """The rounds the participant submitted to, oldest first (walks its events back block by block)."""
+        address = as_address(participant, "participant")
+        count, _, block = self.submission_history(address)
+        rounds: list[int] = []
+        while block and len(rounds) < count:
+            events = self.get_events(("UpdateSubmitted",), from_block=block, to_block=block, participant=address)
+            if not events:
+                raise errors.LedgerError(
+                    f"no UpdateSubmitted log of {address} in block {block}, though the contract points there",
+                    hint="the node may be pruning logs or still syncing; query an archive node",
+                )
+            rounds.append(int(events[-1].args["roundId"]))
+            block = int(events[-1].args["previousBlock"])
+        return rounds[::-1]
 
     def total_score(self, participant: str) -> int:
         return int(self._call("totalScore", as_address(participant, "participant")))

@@ -222,10 +222,44 @@ class DeadlineNotInFuture(LedgerRevert):
     nowTimestamp: int
 
 
-class DeadlinePassed(LedgerRevert):
+class InvalidShareDeadline(LedgerRevert):
+    fields = ("shareDeadline", "deadline", "secureAggregation")
+    shareDeadline: int
+    deadline: int
+    secureAggregation: bool
+    default_hint = "a secure-aggregation round needs a share deadline between now and its deadline; other rounds none"
+
+
+class SubmissionsClosed(LedgerRevert):
     fields = ("roundId", "deadline")
     roundId: int
     deadline: int
+    default_hint = "the round stopped taking submissions (its deadline passed or every eligible member submitted)"
+
+
+class SubmissionsStillOpen(LedgerRevert):
+    fields = ("roundId", "deadline", "submitted", "eligible")
+    roundId: int
+    deadline: int
+    submitted: int
+    eligible: int
+    default_hint = "wait for the deadline, or for every eligible member to submit"
+
+
+class NotEligible(LedgerRevert):
+    fields = ("roundId", "participant")
+    roundId: int
+    participant: str
+    default_hint = "a member registered while a round is open takes part from the next round"
+
+
+class EmptyDescriptor(LedgerRevert):
+    fields = ()
+
+
+class EmptyKey(LedgerRevert):
+    fields = ("participant",)
+    participant: str
 
 
 class EmptyUpdate(LedgerRevert):
@@ -245,17 +279,28 @@ class AlreadySubmitted(LedgerRevert):
     update: bytes
 
 
-class DuplicateUpdate(LedgerRevert):
-    fields = ("roundId", "update")
-    roundId: int
-    update: bytes
-
-
 class QuorumNotReached(LedgerRevert):
     fields = ("have", "need")
     have: int
     need: int
-    default_hint = "wait for more submissions, or abort the round"
+    default_hint = "a round is finalized with at least the quorum of aggregated updates; otherwise it is aborted"
+
+
+class QuorumReached(LedgerRevert):
+    fields = ("roundId", "submissions", "quorum", "abortableAt")
+    roundId: int
+    submissions: int
+    quorum: int
+    abortableAt: int
+    default_hint = "a round that reached the quorum can only be finalized, or aborted once its grace period is over"
+
+
+class GraceNotOver(LedgerRevert):
+    fields = ("roundId", "account", "abortableAt")
+    roundId: int
+    account: str
+    abortableAt: int
+    default_hint = "only the coordinator may abort before the round's deadline plus the grace period"
 
 
 class LengthMismatch(LedgerRevert):
@@ -274,6 +319,49 @@ class AlreadyScored(LedgerRevert):
     fields = ("roundId", "participant")
     roundId: int
     participant: str
+
+
+class NotSecureAggregation(LedgerRevert):
+    fields = ()
+    default_hint = "this federation does not use secure aggregation"
+
+
+class SharePhaseClosed(LedgerRevert):
+    fields = ("roundId", "shareDeadline")
+    roundId: int
+    shareDeadline: int
+
+
+class SharePhaseOpen(LedgerRevert):
+    fields = ("roundId", "shareDeadline")
+    roundId: int
+    shareDeadline: int
+    default_hint = "masked updates are submitted once the share phase has closed"
+
+
+class AlreadyPublished(LedgerRevert):
+    fields = ("roundId", "participant")
+    roundId: int
+    participant: str
+
+
+class NotSharer(LedgerRevert):
+    fields = ("roundId", "participant")
+    roundId: int
+    participant: str
+    default_hint = "only members that published shares in the round may submit a masked update"
+
+
+class NotRebaseTarget(LedgerRevert):
+    fields = ("roundId",)
+    roundId: int
+    default_hint = "rebase onto a finalized round at or before the lineage's head (0 = genesis)"
+
+
+class PageTooLarge(LedgerRevert):
+    fields = ("limit", "maxLimit")
+    limit: int
+    maxLimit: int
 
 
 def revert_classes() -> dict[str, type[LedgerRevert]]:

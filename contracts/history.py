@@ -1,10 +1,11 @@
 """Audit queries over a FederationLedger: what the chain says, assembled per question.
 
 Each query starts from the contract's views, which point at the exact blocks involved (a
-submission's block, a round's opening and closing blocks), and then reads the events there
-with topic filters on ``roundId`` / ``participant``. So the cost of a question about one
-participant grows only with the rounds it took part in, and the cost of a question about one
-round only with that round's submissions — never with the number of other rounds.
+member's latest submission, a round's opening and closing blocks), and then reads the events
+there with topic filters on ``roundId`` / ``participant``; each UpdateSubmitted event names the
+block of the member's previous submission. So the cost of a question about one participant
+grows only with the rounds it took part in, and the cost of a question about one round only
+with that round's blocks — never with the number of other rounds.
 """
 
 from __future__ import annotations
@@ -63,16 +64,47 @@ class LineageStep:
 
 
 @dataclass(frozen=True)
+class Rebase:
+    """The admin moved the lineage's head from one finalized round back to another."""
+
+    from_round: int
+    to_round: int  # 0 = genesis
+    model: bytes
+    block_number: int
+
+
+@dataclass(frozen=True)
 class Lineage:
     genesis_model: bytes
-    steps: tuple[LineageStep, ...]  # finalized rounds, oldest first
+    steps: tuple[LineageStep, ...]  # the finalized rounds of the current lineage, oldest first
+    rebases: tuple[Rebase, ...] = ()
 
     @property
     def latest_model(self) -> bytes:
         return self.steps[-1].global_model if self.steps else self.genesis_model
 
 
-_ROUND_EVENTS = ("RoundOpened", "UpdateSubmitted", "ContributionScored", "RoundFinalized", "RoundAborted")
+_ROUND_EVENTS = (
+    "RoundOpened", "SharesPublished", "UpdateSubmitted", "SharesRevealed", "ContributionScored", "RoundFinalized",
+    "RoundAborted",
+)  # fmt: skip
+
+
+def _record(event: LedgerEvent, score: int | None) -> SubmissionRecord:
+    return SubmissionRecord(
+        round_id=int(event.args["roundId"]),
+        participant=event.args["participant"],
+        update=bytes(event.args["update"]),
+        num_samples=int(event.args["numSamples"]),
+        epsilon_milli=int(event.args["epsilonMilli"]),
+        score=score,
+        block_number=event.block_number,
+        tx_hash=event.tx_hash,
+    )
+
+
+def _pruned(what: str) -> LedgerError:
+    return LedgerError(what, hint="the node may be pruning logs or still syncing; query an archive node")
 
 
 def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_PAGE) -> RoundRecord:
@@ -82,35 +114,13 @@ def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_
     events = ledger.get_events(
         _ROUND_EVENTS, from_block=info.opened_block, to_block=to_block, round_id=round_id, page_size=page_size
     )
-    submitted = {e.args["participant"]: e for e in events if e.name == "UpdateSubmitted"}
     scored = {e.args["participant"]: int(e.args["score"]) for e in events if e.name == "ContributionScored"}
-    records = []
-    for participant in ledger.submitters(round_id):
-        event = submitted.get(participant)
-        if event is None:
-            raise LedgerError(
-                f"no UpdateSubmitted log for {participant} in round {round_id} "
-                f"(blocks {info.opened_block}..{to_block}), though the contract lists it",
-                hint="the node may be pruning logs or still syncing; query an archive node",
-            )
-        records.append(
-            SubmissionRecord(
-                round_id=round_id,
-                participant=participant,
-                update=bytes(event.args["update"]),
-                num_samples=int(event.args["numSamples"]),
-                epsilon_milli=int(event.args["epsilonMilli"]),
-                score=scored.get(participant),
-                block_number=event.block_number,
-                tx_hash=event.tx_hash,
-            )
-        )
+    records = [_record(e, scored.get(e.args["participant"])) for e in events if e.name == "UpdateSubmitted"]
     opened = next((e for e in events if e.name == "RoundOpened"), None)
-    if opened is None or set(submitted) != {r.participant for r in records}:
-        raise LedgerError(
-            f"the node's logs for round {round_id} (blocks {info.opened_block}..{to_block}) do not match "
-            "the contract's views",
-            hint="the node may be pruning logs or still syncing; query an archive node",
+    if opened is None or len(records) != info.submission_count:
+        raise _pruned(
+            f"the node's logs for round {round_id} (blocks {info.opened_block}..{to_block}) hold {len(records)} "
+            f"submissions, the contract counts {info.submission_count}"
         )
     closed = next((e for e in events if e.name in ("RoundFinalized", "RoundAborted")), None)
     return RoundRecord(
@@ -123,76 +133,105 @@ def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_
 
 
 def participant_history(ledger: Ledger, participant: str, *, page_size: int = DEFAULT_LOG_PAGE) -> ParticipantHistory:
-    """A participant's rounds, digests, sample counts, privacy spend and scores."""
+    """A participant's rounds, digests, samples, privacy spend and scores (walked back block by block)."""
     address = as_address(participant, "participant")
-    records = []
+    count, _, block = ledger.submission_history(address)
     latest: int | None = None
-    for round_id in ledger.participant_rounds(address):
-        submission = ledger.get_submission(round_id, address)
-        if submission is None:  # cannot happen on a consistent node; say so rather than skip
-            raise LedgerError(f"ledger lists round {round_id} for {address} but has no submission there")
+    records: list[SubmissionRecord] = []
+    while block and len(records) < count:
+        here = ledger.get_events(("UpdateSubmitted",), from_block=block, to_block=block, participant=address, page_size=page_size)
+        if not here:
+            raise _pruned(f"no UpdateSubmitted log of {address} in block {block}, though the contract points there")
+        event = here[-1]
+        round_id = int(event.args["roundId"])
         info = ledger.get_round(round_id)
         if info.closed_block is not None:
             to_block = info.closed_block
         else:
             latest = latest if latest is not None else ledger.block_number()
             to_block = latest
-        events = ledger.get_events(
-            ("UpdateSubmitted", "ContributionScored"),
-            from_block=submission.block_number,
-            to_block=to_block,
-            round_id=round_id,
-            participant=address,
+        scored = ledger.get_events(
+            ("ContributionScored",), from_block=block, to_block=to_block, round_id=round_id, participant=address,
             page_size=page_size,
-        )
-        submitted = next((e for e in events if e.name == "UpdateSubmitted"), None)
-        if submitted is None:
-            raise LedgerError(
-                f"no UpdateSubmitted log for {address} in round {round_id} at block {submission.block_number}",
-                hint="the node may be pruning logs or still syncing; query an archive node",
-            )
-        score = next((int(e.args["score"]) for e in events if e.name == "ContributionScored"), None)
-        records.append(
-            SubmissionRecord(
-                round_id=round_id,
-                participant=address,
-                update=bytes(submitted.args["update"]),
-                num_samples=int(submitted.args["numSamples"]),
-                epsilon_milli=int(submitted.args["epsilonMilli"]),
-                score=score,
-                block_number=submitted.block_number,
-                tx_hash=submitted.tx_hash,
-            )
-        )
+        )  # fmt: skip
+        records.append(_record(event, int(scored[0].args["score"]) if scored else None))
+        block = int(event.args["previousBlock"])
     return ParticipantHistory(
         participant=address,
         name=ledger.participant_name(address),
         active=ledger.is_participant(address),
         total_score=ledger.total_score(address),
         total_epsilon_milli=ledger.total_epsilon_milli(address),
-        submissions=tuple(records),
+        submissions=tuple(records[::-1]),
     )
 
 
 def lineage(ledger: Ledger) -> Lineage:
-    """The chain of global models from genesis to the latest, checked link by link."""
+    """The chain of global models from genesis to the lineage's head, checked link by link.
+
+    Walks back from the head through each round's base round, so a rebase (the admin moving
+    the head back to an earlier round) is followed: rounds left off the current lineage are
+    not steps of it. The rebases themselves are in :attr:`Lineage.rebases`.
+    """
     genesis = ledger.genesis_model()
     steps: list[LineageStep] = []
-    previous = genesis
-    for round_id in range(1, ledger.current_round() + 1):
+    head = ledger.latest_finalized_round()
+    seen: set[int] = set()
+    round_id = head
+    while round_id:
+        if round_id in seen:
+            raise LineageBroken(f"round {round_id} appears twice in the lineage", hint="the node's answers are inconsistent")
+        seen.add(round_id)
         info = ledger.get_round(round_id)
         if info.state is not RoundState.FINALIZED:
-            continue
+            raise LineageBroken(f"round {round_id} is on the lineage but is {info.state.name.lower()}")
         assert info.global_model is not None and info.manifest is not None and info.closed_block is not None
-        if info.base_model != previous:
+        steps.append(LineageStep(round_id, info.base_model, info.global_model, info.manifest, info.closed_block))
+        round_id = ledger.round_phases(round_id).base_round
+    steps.reverse()
+    previous = genesis
+    for step in steps:
+        if step.base_model != previous:
             raise LineageBroken(
-                f"round {round_id} started from 0x{info.base_model.hex()} but the previous global model "
+                f"round {step.round_id} started from 0x{step.base_model.hex()} but the previous global model "
                 f"is 0x{previous.hex()}",
                 hint="the ledger contract enforces this link; a mismatch means the node's answers are inconsistent",
             )
-        steps.append(LineageStep(round_id, info.base_model, info.global_model, info.manifest, info.closed_block))
-        previous = info.global_model
+        previous = step.global_model
     latest = ledger.latest_model()
     if latest != previous:
         raise LineageBroken(f"latestModel() is 0x{latest.hex()} but the lineage ends at 0x{previous.hex()}")
-    return Lineage(genesis, tuple(steps))
+    rebases = tuple(
+        Rebase(int(e.args["fromRound"]), int(e.args["toRound"]), bytes(e.args["model"]), e.block_number)
+        for e in ledger.get_events(("LineageRebased",))
+    )
+    return Lineage(genesis, tuple(steps), rebases)
+
+
+def eligible_members(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_PAGE) -> list[str]:
+    """The members the chain counted eligible when round ``round_id`` opened, replayed from the events.
+
+    A member is eligible if it was active at the moment the round opened and registered before
+    an earlier round (or none) had opened; the count is checked against the round's own record.
+    """
+    info = ledger.get_round(round_id)
+    events = ledger.get_events(
+        ("ParticipantRegistered", "ParticipantRemoved"), from_block=0, to_block=info.opened_block, page_size=page_size
+    )
+    opened = ledger.get_events(("RoundOpened",), from_block=info.opened_block, to_block=info.opened_block, round_id=round_id)
+    if len(opened) != 1:
+        raise _pruned(f"no RoundOpened log for round {round_id} in block {info.opened_block}")
+    cut = (opened[0].block_number, opened[0].log_index)
+    active: dict[str, int] = {}
+    for e in events:
+        if (e.block_number, e.log_index) > cut:
+            break
+        if e.name == "ParticipantRegistered":
+            active[e.args["participant"]] = int(e.args["sinceRound"])
+        else:
+            active.pop(e.args["participant"], None)
+    eligible = sorted(a for a, since in active.items() if since < round_id)
+    expected = ledger.round_phases(round_id).eligible
+    if len(eligible) != expected:
+        raise _pruned(f"replaying the membership events gives {len(eligible)} members eligible for round {round_id}, the contract counts {expected}")
+    return eligible

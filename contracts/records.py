@@ -32,6 +32,20 @@ class RoundInfo:
 
 
 @dataclass(frozen=True)
+class RoundPhases:
+    """``roundPhases``: where a round stands in its phases."""
+
+    round_id: int
+    base_round: int  # the round whose global model it started from; 0 = genesis
+    eligible: int  # members registered before it opened
+    share_deadline: int  # 0 outside secure aggregation
+    share_count: int
+    reveal_count: int
+    submissions_closed: bool
+    abortable_at: int  # from this time on anyone may abort it while it is open
+
+
+@dataclass(frozen=True)
 class Submission:
     """``getSubmission``: one participant's update in one round."""
 

@@ -1,10 +1,24 @@
 """The coordinator service: opens rounds, closes them, finalises or aborts them on chain.
 
-Everything the coordinator decides is derived from chain and store state, so it
-can be killed and restarted at any point: it re-reads the open round, re-fetches
-the updates, re-derives the same global model and manifest (content-addressed, so
-putting them again is harmless) and finalises. The contract refuses a second
-finalisation of a round, so no round is ever finalised twice or differently.
+A round, as the coordinator drives it:
+
+1. ``openRound`` on the lineage's head, with a deadline (and, in secure-aggregation mode, a
+   share deadline);
+2. members commit to their updates on chain; their bytes stay off the store until
+   submissions close (the deadline, or every eligible member submitted: the chain says which);
+3. then the coordinator reveals the round's scoring hold-out (committed by CID in the
+   descriptor), waits up to the reveal window for every member's bytes, and derives the
+   round exactly as the audit will (:mod:`federation.replay`);
+4. it pins (and optionally archives) every accepted update, puts the global model, the
+   strategy state and the manifest in the store, and finalises with the aggregated members'
+   scores; or aborts when submissions fell short of the quorum. When submissions reached the
+   quorum but too few updates were accepted, the chain refuses an abort until the deadline
+   plus the grace period: the coordinator waits for it.
+
+Everything it decides is derived from chain and store state, so it can be killed and
+restarted at any point: it re-reads the open round, re-fetches, re-derives the same global
+model and manifest (content-addressed, so putting them again is harmless) and finalises.
+The contract refuses a second finalisation, so no round is ever finalised twice or differently.
 """
 
 from __future__ import annotations
@@ -14,19 +28,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from threading import Event
 
 from contracts.client import Ledger, RoundState, TxResult
 from faults import Backoff, Deadline, FedLedgerError, run_in_context
 from federation.descriptor import Descriptor
-from federation.fetch import fetch_update
-from federation.flowset import load_flowset
-from federation.manifest import Manifest
-from federation.model import load_model_bytes
-from federation.rounds.derive import RoundInputs, RoundResult, derive_round
-from federation.rounds.validation import SubmissionInput
-from flows import FlowDataset
-from ipfs import ContentStore, cid_to_digest, digest_to_cid
+from federation.fetch import fetch_update, update_limit
+from federation.replay import Replay
+from federation.rounds.derive import RoundResult
+from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 
 log = logging.getLogger("fedledger.coordinator")
 
@@ -38,9 +49,12 @@ class CoordinatorError(FedLedgerError):
 @dataclass(frozen=True)
 class CoordinatorSettings:
     round_seconds: int = 120
-    fetch_timeout: float = 30.0
+    fetch_timeout: float | None = None  # the reveal window; None: the descriptor's reveal_seconds
     fetch_workers: int = 4
     poll_seconds: float = 0.5
+    share_seconds: int | None = None  # secure aggregation: the share phase; None: a third of the round
+    holdout_dir: Path | None = None  # the scoring hold-outs, by CID, revealed one per round
+    archive_dir: Path | None = None  # also keep every accepted update as a CAR file here
 
 
 @dataclass
@@ -68,103 +82,120 @@ class CoordinatorService:
         self.descriptor_cid = descriptor_cid
         self.descriptor = Descriptor.from_bytes(store.get(descriptor_cid))
         self.settings = settings or CoordinatorSettings()
-        self._validation: FlowDataset | None = None
         self._on_event = on_event or (lambda kind, info: None)
+        self.replay = Replay(ledger, store, self.descriptor, descriptor_cid, fetch_timeout=self.reveal_seconds)
+        problems = self.replay.check_federation()
+        if problems:
+            raise CoordinatorError(
+                "; ".join(problems), hint="pass the descriptor CID that `fedledger deploy` printed for this ledger"
+            )
+        self._closing: dict[int, Deadline] = {}  # round -> its reveal window, from when its submissions closed
+        self._waiting_logged: set[int] = set()
 
     @property
-    def validation(self) -> FlowDataset:
-        if self._validation is None:
-            self._validation = load_flowset(self.store.get(self.descriptor.validation), self.descriptor.spec)
-        return self._validation
-
-    # -- chain reading ---------------------------------------------------------------------
-    def finalized_rounds(self) -> list[int]:
-        return [r for r in range(1, self.ledger.current_round() + 1) if self.ledger.get_round(r).state == RoundState.FINALIZED]
-
-    def previous_state(self, round_id: int) -> bytes | None:
-        """Strategy state written by the last finalised round before ``round_id``."""
-        for r in range(round_id - 1, 0, -1):
-            info = self.ledger.get_round(r)
-            if info.state == RoundState.FINALIZED:
-                manifest = Manifest.parse(self.store.get(digest_to_cid(info.manifest)))
-                return self.store.get(manifest.state_out) if manifest.state_out else None
-        return None
+    def reveal_seconds(self) -> float:
+        s = self.settings.fetch_timeout
+        return float(self.descriptor.reveal_seconds if s is None else s)
 
     # -- the round protocol ----------------------------------------------------------------
     def open_round(self) -> int:
         base = self.ledger.latest_model()
-        deadline = self.ledger.now() + self.settings.round_seconds
-        tx = self.ledger.open_round(base, deadline)
+        now = self.ledger.now()
+        deadline = now + self.settings.round_seconds
+        share_deadline = 0
+        if self.descriptor.privacy_mode == "secure-aggregation":
+            share = self.settings.share_seconds or max(1, self.settings.round_seconds // 3)
+            share_deadline = now + share
+        tx = self.ledger.open_round(base, deadline, share_deadline)
         self._on_event("opened", {"round": tx.round_id, "deadline": deadline, "gas": tx.gas_used})
         log.info("opened round %d (deadline in %ds)", tx.round_id, self.settings.round_seconds)
         return tx.round_id
 
     def ready_to_close(self, round_id: int) -> bool:
-        info = self.ledger.get_round(round_id)
-        if self.ledger.now() >= info.deadline:
-            return True
-        return info.submission_count >= len(self.ledger.participants())
+        return self.ledger.round_phases(round_id).submissions_closed
 
-    def close_round(self, round_id: int) -> RoundOutcome:
-        """Finalise (or, without quorum, abort) the open round ``round_id``."""
+    def reveal_holdout(self, round_id: int) -> str | None:
+        """Put round ``round_id``'s scoring hold-out in the store, now that no member can train on it for this round."""
+        cid = self.descriptor.holdout_for(round_id)
+        if cid is None or self.store.has(cid):
+            return cid
+        directory = self.settings.holdout_dir
+        path = directory / cid if directory is not None else None
+        if path is None or not path.is_file():
+            raise CoordinatorError(
+                f"round {round_id} is scored on hold-out {cid}, which is not in the store and not in "
+                f"{directory or 'a hold-out directory'}",
+                hint="pass --holdout-dir with the hold-out files `fedledger deploy` wrote",
+            )
+        data = path.read_bytes()
+        if content_cid(data) != cid:
+            raise CoordinatorError(f"hold-out file {path} does not hash to {cid}; it was altered")
+        self._put(data)
+        self._on_event("holdout", {"round": round_id, "cid": cid})
+        return cid
+
+    def close_round(self, round_id: int) -> RoundOutcome | None:
+        """Finalise (or abort) the round whose submissions have closed; None while it must wait for the grace period."""
         info = self.ledger.get_round(round_id)
         if info.state != RoundState.OPEN:
             raise CoordinatorError(f"round {round_id} is not open (state {info.state.name})")
-        submitters = self.ledger.submitters(round_id)
-        min_updates = self.ledger.min_updates()
-        timings: dict[str, float] = {}
-        if len(submitters) < min_updates:
-            tx = self.ledger.abort_round(round_id)
-            reason = f"quorum not reached: {len(submitters)} of {min_updates} updates"
-            self._on_event("aborted", {"round": round_id, "reason": reason})
-            log.warning("round %d aborted: %s", round_id, reason)
-            return RoundOutcome(round_id, False, None, tx.gas_used, reason)
+        phases = self.ledger.round_phases(round_id)
+        if not phases.submissions_closed:
+            raise CoordinatorError(f"round {round_id} still takes submissions", hint="wait for its deadline")
+        quorum = self.replay.quorum
+        if info.submission_count < quorum:
+            return self._abort(round_id, f"quorum not reached: {info.submission_count} of {quorum} updates")
 
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        subs = [self.ledger.get_submission(round_id, a) for a in submitters]
-        until = Deadline.after(self.settings.fetch_timeout)
-        limit = self.descriptor.max_update_bytes
+        self.reveal_holdout(round_id)
+        window = self._closing.setdefault(round_id, Deadline.after(self.reveal_seconds))
+        subs = self.ledger.submissions(round_id)
+        limit = update_limit(self.descriptor)
 
         def fetch(s):  # noqa: ANN001, ANN202
-            return fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=until)
+            return s.participant, fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=window)
 
         self._on_event("fetching", {"round": round_id, "count": len(subs)})
         with ThreadPoolExecutor(max_workers=max(1, self.settings.fetch_workers)) as pool:
-            fetched = list(pool.map(run_in_context(fetch), subs))
+            fetched = dict(pool.map(run_in_context(fetch), subs))
         timings["fetch"] = time.perf_counter() - t0
 
-        base_bytes = self.store.get(digest_to_cid(info.base_model))
-        _, base_weights = load_model_bytes(base_bytes, self.descriptor.spec)
-        registered = set(self.ledger.participants())
-        inputs = RoundInputs(
-            round_id=round_id,
-            descriptor_cid=self.descriptor_cid,
-            descriptor=self.descriptor,
-            base_model=base_bytes,
-            base_weights=base_weights,
-            state_in=self.previous_state(round_id),
-            submissions=[
-                SubmissionInput(a, s.update, s.num_samples, s.epsilon_milli, data, err)
-                for a, s, (data, err) in zip(submitters, subs, fetched, strict=True)
-            ],
-            absent=sorted(registered - set(submitters)),
-            validation=self.validation,
-        )
         t1 = time.perf_counter()
         self._on_event("aggregating", {"round": round_id})
-        result = derive_round(inputs)
+        inputs = self.replay.gather(round_id, fetched=fetched)
+        derived = self.replay.derive(round_id, inputs)
+        result = derived.result
         timings["aggregate"] = time.perf_counter() - t1
+        if len(result.aggregated) < quorum:
+            reason = f"{len(result.aggregated)} of {info.submission_count} updates could be aggregated; the quorum is {quorum}"
+            if self.ledger.now() >= phases.abortable_at:
+                return self._abort(round_id, reason)
+            if round_id not in self._waiting_logged:
+                self._waiting_logged.add(round_id)
+                log.warning("round %d: %s; the chain allows an abort from %d", round_id, reason, phases.abortable_at)
+                self._on_event("waiting", {"round": round_id, "reason": reason, "abortable_at": phases.abortable_at})
+            return None
 
         t2 = time.perf_counter()
         gcid, mcid = self.publish(result)
+        self.keep_accepted(round_id, result)
         timings["store"] = time.perf_counter() - t2
 
         t3 = time.perf_counter()
-        tx = self.finalize(round_id, gcid, mcid, list(submitters), result)
+        tx = self.finalize(round_id, gcid, mcid, result.aggregated, result)
         timings["chain"] = time.perf_counter() - t3
+        self._closing.pop(round_id, None)
         self._on_event("finalized", {"round": round_id, "global": gcid, "manifest": mcid, "gas": tx.gas_used})
         log.info("finalised round %d: global %s, manifest %s", round_id, gcid, mcid)
         return RoundOutcome(round_id, True, result, tx.gas_used, None, timings)
+
+    def _abort(self, round_id: int, reason: str) -> RoundOutcome:
+        tx = self.ledger.abort_round(round_id)
+        self._closing.pop(round_id, None)
+        self._on_event("aborted", {"round": round_id, "reason": reason})
+        log.warning("round %d aborted: %s", round_id, reason)
+        return RoundOutcome(round_id, False, None, tx.gas_used, reason)
 
     def publish(self, result: RoundResult) -> tuple[str, str]:
         """Put the global model, the strategy state and the manifest in the store; returns (model, manifest) CIDs."""
@@ -173,8 +204,25 @@ class CoordinatorService:
             self._put(result.state_out)
         return gcid, self._put(result.manifest_bytes)
 
+    def keep_accepted(self, round_id: int, result: RoundResult) -> None:
+        """Pin every accepted update (and archive it as CAR when asked): the audit must find them for ever."""
+        from ipfs.car import export_car
+
+        for u in result.accepted:
+            cid = digest_to_cid(u.digest)
+            self.store.pin(cid)
+            if self.settings.archive_dir is not None:
+                target = self.settings.archive_dir / f"round-{round_id}"
+                target.mkdir(parents=True, exist_ok=True)
+                path = target / f"{cid}.car"
+                if not path.exists():
+                    tmp = path.with_suffix(".car.tmp")
+                    with open(tmp, "wb") as fh:
+                        export_car(self.store, cid, fh)
+                    tmp.replace(path)
+
     def finalize(self, round_id: int, gcid: str, mcid: str, participants: list[str], result: RoundResult) -> TxResult:
-        """Record the round on chain: its global model, its manifest and every participant's score."""
+        """Record the round on chain: its global model, its manifest and every aggregated participant's score."""
         return self.ledger.finalize_round(
             round_id, cid_to_digest(gcid), cid_to_digest(mcid), participants, [result.scores[a] for a in participants]
         )
@@ -184,6 +232,12 @@ class CoordinatorService:
         self.store.pin(cid)
         return cid
 
+    def finalized_rounds(self) -> int:
+        """How many rounds the ledger holds finalised (the lineage's length counts rebased-away ones too)."""
+        return sum(
+            1 for r in range(1, self.ledger.current_round() + 1) if self.ledger.get_round(r).state == RoundState.FINALIZED
+        )
+
     def step(self, target_rounds: int | None) -> RoundOutcome | str | None:
         """Advance the protocol by one move. Returns an outcome, ``"opened"``, ``"done"`` or None (waiting)."""
         current = self.ledger.current_round()
@@ -191,9 +245,9 @@ class CoordinatorService:
             if self.ready_to_close(current):
                 return self.close_round(current)
             return None
-        if target_rounds is not None and len(self.finalized_rounds()) >= target_rounds:
+        if target_rounds is not None and self.finalized_rounds() >= target_rounds:
             return "done"
-        if not self.ledger.participants():
+        if not self.ledger.participant_count():
             raise CoordinatorError("no participants are registered", hint="register organisations with `fedledger register`")
         self.open_round()
         return "opened"

@@ -1,31 +1,44 @@
 """The federation descriptor: what a federation is, fixed when it is created.
 
-The descriptor is canonical JSON in the store. It names the model spec, the public
-validation set (by CID), the aggregation strategy and its parameters, the scoring
-rule and the limits every update must respect. The chain cannot hold it (the
-constructor takes only the genesis model's digest), so the genesis model commits to
-it instead: its weights are drawn from a seed derived from the descriptor's bytes.
-An auditor holding a descriptor recomputes the genesis model and compares its digest
-with the chain's; a descriptor changed afterwards no longer matches the chain.
+The descriptor is canonical JSON in the store, and its digest is bound into the ledger at
+deployment (``descriptor()``), so every member, the coordinator and the auditor check that
+the descriptor they hold is the one the chain names. It fixes the model spec, the public
+validation set and the scoring hold-outs (by CID), the aggregation strategy and its
+parameters, the scoring rule and the defences, the limits every update must respect, the
+privacy mode, the round timing, and for raw flow files the feature normaliser. The genesis
+model is derived from it (weights drawn from a seed taken from the descriptor's bytes), and
+the ledger's genesis digest must match.
+
+Reading one is bounded: a descriptor comes from the store and is untrusted until its digest
+has been checked against the chain, so size, nesting depth and every field's type are
+checked, NaN and Infinity refused, and the bytes must be canonical.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from faults import FedLedgerError
-from federation.canonical import canonical_json
-from federation.model import ModelSpec, save_model_bytes
-from federation.model.network import init_model
+from federation.canonical import canonical_json, parse_bounded_json
+from federation.model import InvalidModelSpec, ModelSpec, save_model_bytes
 
-DESCRIPTOR_FORMAT = "fedledger-federation/1"
+DESCRIPTOR_FORMAT = "fedledger-federation/2"
+MAX_DESCRIPTOR_BYTES = 16 << 20  # a normaliser for a few hundred features is tens of KB
+MAX_DESCRIPTOR_DEPTH = 12
+PRIVACY_MODES = ("public", "secure-aggregation")
+DEFAULT_TIMING = {"reveal_seconds": 30, "abort_grace": 3600}
+DEFAULT_SCORING = {"rule": "leave-one-out", "metric": "macro_f1", "scale": 10000}
+MAX_HOLDOUTS = 10_000
 
 
 class InvalidDescriptor(FedLedgerError):
     """A federation descriptor or validation set that is malformed or does not match the chain."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or "re-create the federation with `fedledger deploy`, or fetch the descriptor the ledger names")
 
 
 @dataclass(frozen=True)
@@ -37,24 +50,54 @@ class Descriptor:
     validation: str  # CID of the public validation set file
     strategy: str = "fedavg"
     strategy_params: dict[str, Any] = field(default_factory=dict)
-    scoring: dict[str, Any] = field(default_factory=lambda: {"rule": "leave-one-out", "metric": "macro_f1", "scale": 10000})
+    scoring: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SCORING))
     max_update_bytes: int = 64 << 20
     seed: int = 0
     # Feature normalisation for raw flow files, fixed from the members' merged aggregate
     # statistics (``flows.schema.Normaliser.to_dict``); None when members hold encoded flow sets.
     normaliser: dict[str, Any] | None = None
+    # "public", or "secure-aggregation" with its parameters (federation.secagg)
+    privacy: dict[str, Any] = field(default_factory=lambda: {"mode": "public"})
+    # CIDs of the scoring hold-outs: committed here, revealed by the coordinator after each round closes
+    holdouts: tuple[str, ...] = ()
+    timing: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMING))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holdouts", tuple(self.holdouts))
+        problems = _check(self)
+        if problems:
+            raise InvalidDescriptor("federation descriptor: " + "; ".join(problems))
+
+    @property
+    def privacy_mode(self) -> str:
+        return str(self.privacy.get("mode", "public"))
+
+    @property
+    def reveal_seconds(self) -> int:
+        return int(self.timing["reveal_seconds"])
+
+    @property
+    def abort_grace(self) -> int:
+        return int(self.timing["abort_grace"])
+
+    def holdout_for(self, round_id: int) -> str | None:
+        """The hold-out that scores round ``round_id`` (they rotate), or None without hold-outs."""
+        return self.holdouts[(round_id - 1) % len(self.holdouts)] if self.holdouts else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": DESCRIPTOR_FORMAT,
             "name": self.name,
-            "model_spec": json.loads(self.spec.to_json()),
+            "model_spec": self.spec.to_dict(),
             "validation": self.validation,
             "strategy": {"name": self.strategy, "params": dict(sorted(self.strategy_params.items()))},
             "scoring": self.scoring,
             "max_update_bytes": self.max_update_bytes,
             "seed": self.seed,
             "normaliser": self.normaliser,
+            "privacy": self.privacy,
+            "holdouts": list(self.holdouts),
+            "timing": self.timing,
         }
 
     def to_bytes(self) -> bytes:
@@ -62,28 +105,50 @@ class Descriptor:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Descriptor:
+        """Parse a descriptor from untrusted bytes; :class:`InvalidDescriptor` names the first thing wrong."""
         try:
-            obj = json.loads(data)
-            if obj.get("format") != DESCRIPTOR_FORMAT:
-                raise InvalidDescriptor(f"not a federation descriptor (format {obj.get('format')!r})")
-            desc = cls(
-                name=str(obj["name"]),
-                spec=ModelSpec.from_json(json.dumps(obj["model_spec"])),
-                validation=str(obj["validation"]),
-                strategy=str(obj["strategy"]["name"]),
-                strategy_params=dict(obj["strategy"]["params"]),
-                scoring=dict(obj["scoring"]),
-                max_update_bytes=int(obj["max_update_bytes"]),
-                seed=int(obj["seed"]),
-                normaliser=obj["normaliser"],
-            )
-        except InvalidDescriptor:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidDescriptor(f"federation descriptor is malformed: {type(exc).__name__}: {exc}") from None
+            obj = parse_bounded_json(data, max_bytes=MAX_DESCRIPTOR_BYTES, max_depth=MAX_DESCRIPTOR_DEPTH)
+        except ValueError as exc:
+            raise InvalidDescriptor(f"federation descriptor: {exc}") from None
+        desc = cls.from_dict(obj)
         if desc.to_bytes() != bytes(data):
-            raise InvalidDescriptor("federation descriptor is not in canonical form", hint="re-create it with `fedledger deploy`")
+            raise InvalidDescriptor("federation descriptor is not in canonical form")
         return desc
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Descriptor:
+        if not isinstance(obj, dict):
+            raise InvalidDescriptor(f"federation descriptor should be a JSON object, got {type(obj).__name__}")
+        if obj.get("format") != DESCRIPTOR_FORMAT:
+            raise InvalidDescriptor(f"not a federation descriptor (format {obj.get('format')!r}, expected {DESCRIPTOR_FORMAT})")
+        expected = {"format", "name", "model_spec", "validation", "strategy", "scoring", "max_update_bytes", "seed",
+                    "normaliser", "privacy", "holdouts", "timing"}  # fmt: skip
+        if set(obj) != expected:
+            raise InvalidDescriptor(
+                f"federation descriptor fields {sorted(set(obj) ^ expected)} are missing or unexpected"
+            )
+        strategy = obj["strategy"]
+        if not isinstance(strategy, dict) or set(strategy) != {"name", "params"}:
+            raise InvalidDescriptor("federation descriptor: strategy should be {name, params}")
+        try:
+            spec = ModelSpec.from_dict(obj["model_spec"])
+        except InvalidModelSpec as exc:
+            raise InvalidDescriptor(f"federation descriptor: {exc}") from None
+        holdouts = obj["holdouts"]
+        if not isinstance(holdouts, list):
+            raise InvalidDescriptor("federation descriptor: holdouts should be a list of CIDs")
+        return cls(
+            name=obj["name"], spec=spec, validation=obj["validation"], strategy=strategy["name"],
+            strategy_params=strategy["params"], scoring=obj["scoring"], max_update_bytes=obj["max_update_bytes"],
+            seed=obj["seed"], normaliser=obj["normaliser"], privacy=obj["privacy"], holdouts=tuple(holdouts),
+            timing=obj["timing"],
+        )  # fmt: skip
+
+    def digest(self) -> bytes:
+        """What the ledger records for this descriptor: the root digest of its bytes in the store."""
+        from ipfs import cid_to_digest, content_cid
+
+        return cid_to_digest(content_cid(self.to_bytes()))
 
     def genesis_seed(self) -> int:
         """The seed of the genesis weights: the first 8 bytes of sha256(descriptor)."""
@@ -91,4 +156,57 @@ class Descriptor:
 
     def genesis_model(self) -> bytes:
         """The canonical bytes of the genesis model this descriptor commits to."""
+        from federation.model.network import init_model  # torch only when a model is made
+
         return save_model_bytes(self.spec, init_model(self.spec, self.genesis_seed()))
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int
+
+
+def _check(d: Descriptor) -> list[str]:
+    """Every field's type and range, so no consumer meets a surprise later (a TypeError deep in a round)."""
+    bad: list[str] = []
+    if not isinstance(d.name, str) or not d.name or len(d.name) > 200:
+        bad.append("name should be 1-200 characters of text")
+    if not isinstance(d.spec, ModelSpec):
+        bad.append("model_spec is not a model spec")
+    for what, cid in (("validation", d.validation), *((f"holdouts[{i}]", h) for i, h in enumerate(d.holdouts))):
+        if not isinstance(cid, str) or not 1 <= len(cid) <= 100:
+            bad.append(f"{what} should be a CID")
+    if len(d.holdouts) > MAX_HOLDOUTS:
+        bad.append(f"more than {MAX_HOLDOUTS} hold-outs")
+    if not isinstance(d.strategy, str) or not isinstance(d.strategy_params, dict):
+        bad.append("strategy should be a name and a parameter object")
+    elif not all(isinstance(k, str) and (v is None or isinstance(v, (int, float))) for k, v in d.strategy_params.items()):
+        bad.append("strategy parameters should be numbers or null")
+    if not isinstance(d.scoring, dict) or not isinstance(d.scoring.get("rule"), str):
+        bad.append("scoring should be an object naming its rule")
+    if not _is_int(d.max_update_bytes) or not 1024 <= d.max_update_bytes <= 1 << 32:
+        bad.append("max_update_bytes should be an integer in 1 KiB..4 GiB")
+    if not _is_int(d.seed) or not 0 <= d.seed < 2**63:
+        bad.append("seed should be an integer in 0..2^63-1")
+    if d.normaliser is not None and not isinstance(d.normaliser, dict):
+        bad.append("normaliser should be an object or null")
+    elif d.normaliser is not None and not _finite_numbers(d.normaliser):
+        bad.append("normaliser holds a value that is not a finite number or text")
+    if not isinstance(d.privacy, dict) or d.privacy.get("mode") not in PRIVACY_MODES:
+        bad.append(f"privacy mode should be one of {PRIVACY_MODES}")
+    if not isinstance(d.timing, dict) or set(d.timing) != set(DEFAULT_TIMING) or not all(
+        _is_int(v) and 0 <= v <= 30 * 86400 for v in d.timing.values()
+    ):
+        bad.append(f"timing should be {sorted(DEFAULT_TIMING)} as whole seconds up to 30 days")
+    return bad
+
+
+def _finite_numbers(obj: Any) -> bool:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return True
+    if isinstance(obj, (int, float)):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_finite_numbers(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite_numbers(v) for v in obj)
+    return False

@@ -107,7 +107,12 @@ class Manifest:
     """A parsed round manifest; ``raw`` is the exact JSON object it was read from."""
 
     federation: str  # the descriptor's CID
+    chain_id: int
+    ledger: str
     round_id: int
+    base_round: int
+    quorum: int
+    privacy: str
     base_model: str
     global_model: str
     strategy: dict[str, Any]
@@ -116,7 +121,9 @@ class Manifest:
     submissions: tuple[SubmissionEntry, ...]
     absent: tuple[str, ...]
     aggregation_order: tuple[str, ...]
+    bounds: dict[str, Any]
     scoring: dict[str, Any]
+    scored_on: str
     validation: str
     metrics: dict[str, Any]
     raw: dict[str, Any]
@@ -156,7 +163,12 @@ class Manifest:
             raise InvalidManifest("state_in and state_out should be CIDs or null")
         return cls(
             federation=_field(obj, "federation", str),
+            chain_id=_field(obj, "chain_id", int),
+            ledger=_field(obj, "ledger", str),
             round_id=_field(obj, "round", int),
+            base_round=_field(obj, "base_round", int),
+            quorum=_field(obj, "quorum", int),
+            privacy=_field(obj, "privacy", str),
             base_model=_field(obj, "base_model", str),
             global_model=_field(obj, "global_model", str),
             strategy=strategy,
@@ -165,7 +177,9 @@ class Manifest:
             submissions=tuple(SubmissionEntry.parse(s, i) for i, s in enumerate(subs)),
             absent=tuple(absent),
             aggregation_order=tuple(order),
+            bounds=_field(obj, "bounds", dict),
             scoring=_field(obj, "scoring", dict),
+            scored_on=_field(obj, "scored_on", str),
             validation=_field(obj, "validation", str),
             metrics=_field(obj, "metrics", dict),
             raw=obj,

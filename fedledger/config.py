@@ -59,7 +59,7 @@ class FederationConfig:
     round_seconds: int = 120
     rounds: int = 5
     poll_seconds: float = 0.5
-    fetch_timeout: float = 30.0
+    fetch_timeout: float | None = None  # the reveal window; None: the descriptor's
     fetch_workers: int = 4
 
 

@@ -1,18 +1,34 @@
-"""Creating a federation: descriptor, public validation set and genesis model in the store, ledger on chain."""
+"""Creating a federation: descriptor, validation set, hold-outs and genesis model; the ledger on chain.
+
+The ledger binds the descriptor's digest (so every member and auditor checks the descriptor
+it holds against the chain) and the genesis model the descriptor commits to. The public
+validation set goes into the store; the scoring hold-outs do not: only their CIDs are in the
+descriptor, and their bytes go to the coordinator, which reveals one after each round closes,
+so no member can train on the data its contribution is scored on.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from contracts.client import Ledger
-from federation.descriptor import Descriptor
+from contracts.client import DEFAULT_ABORT_GRACE, Ledger
+from faults import FedLedgerError
+from federation.descriptor import DEFAULT_TIMING, Descriptor
 from federation.flowset import flowset_bytes
 from federation.model import ModelSpec
 from flows import FlowDataset
-from ipfs import ContentStore, cid_to_digest
+from ipfs import ContentStore, cid_to_digest, content_cid
+
+DEFAULT_HOLDOUTS = 5
+
+
+class DeployError(FedLedgerError):
+    """A federation that cannot be created as asked."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +39,21 @@ class Federation:
     genesis_cid: str
     validation_cid: str
     deploy_gas: int
+    holdout_cids: tuple[str, ...] = ()
+    holdout_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def split_holdouts(pool: FlowDataset, holdouts: int, seed: int) -> tuple[FlowDataset, list[FlowDataset]]:
+    """(public validation set, ``holdouts`` scoring hold-outs): ``holdouts + 1`` stratified, disjoint parts of ``pool``."""
+    parts: list[list[int]] = [[] for _ in range(holdouts + 1)]
+    rng = np.random.default_rng(seed)
+    for label in np.unique(pool.labels):
+        idx = rng.permutation(np.flatnonzero(pool.labels == label))
+        for i, j in enumerate(idx):
+            parts[i % len(parts)].append(int(j))
+    subsets = [pool.subset(np.sort(np.asarray(p, dtype=np.int64))) for p in parts]
+    return subsets[0], subsets[1:]
 
 
 def create_federation(
@@ -32,36 +63,68 @@ def create_federation(
     store: ContentStore,
     name: str,
     validation: FlowDataset,
+    coordinator: str,
     hidden: tuple[int, ...] = (64, 32),
     strategy: str = "fedavg",
     strategy_params: dict[str, Any] | None = None,
     min_updates: int = 1,
     seed: int = 0,
-    coordinator: str | None = None,
     expected_chain_id: int | None = None,
     normaliser: dict[str, Any] | None = None,
     scoring: str = "leave-one-out",
+    holdouts: int = DEFAULT_HOLDOUTS,
+    holdout_dir: Path | None = None,
+    privacy: dict[str, Any] | None = None,
+    reveal_seconds: int = DEFAULT_TIMING["reveal_seconds"],
+    abort_grace: int = DEFAULT_ABORT_GRACE,
+    defences: dict[str, Any] | None = None,
 ) -> Federation:
-    """Put the federation's fixed content in the store and deploy its ledger.
+    """Put the federation's fixed content in the store, the hold-outs in ``holdout_dir``, and deploy its ledger.
 
-    The ledger's genesis model is the one the descriptor commits to, so an auditor
-    holding the descriptor can check the whole federation from round one.
+    ``validation`` is the pool the public validation set and the hold-outs are drawn from
+    (``holdouts=0``: all of it is public, and contributions are scored on public data).
     """
+    from federation.rounds.defences import DefenceParams
     from federation.rounds.scoring import ScoringRule
 
+    if holdouts < 0:
+        raise DeployError(f"the number of hold-outs must be 0 or more, got {holdouts}")
+    if holdouts and holdout_dir is None:
+        raise DeployError("hold-outs need a directory to be written to", hint="pass --holdout-dir (kept by the coordinator)")
     spec = ModelSpec.for_dataset(validation, hidden=hidden)
-    rule = ScoringRule.from_dict({"rule": scoring})  # validates the name before anything is deployed
-    validation_cid = store.put(flowset_bytes(validation))
+    entry = ScoringRule.from_dict({"rule": scoring}).to_dict()  # validates the name before anything is deployed
+    if defences:
+        entry["defences"] = DefenceParams.from_dict(defences).to_dict()
+    public, shards = split_holdouts(validation, holdouts, seed) if holdouts else (validation, [])
+    if len(public) == 0 or any(len(s) == 0 for s in shards):
+        raise DeployError(f"a validation pool of {len(validation)} flows is too small for {holdouts} hold-outs")
+    validation_cid = store.put(flowset_bytes(public))
     store.pin(validation_cid)
+    holdout_cids = []
+    for shard in shards:
+        data = flowset_bytes(shard)
+        cid = content_cid(data)
+        assert holdout_dir is not None
+        holdout_dir.mkdir(parents=True, exist_ok=True)
+        (holdout_dir / cid).write_bytes(data)
+        holdout_cids.append(cid)
     descriptor = Descriptor(
         name=name, spec=spec, validation=validation_cid, strategy=strategy,
-        strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser, scoring=rule.to_dict(),
+        strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser, scoring=entry,
+        privacy=privacy or {"mode": "public"}, holdouts=tuple(holdout_cids),
+        timing={"reveal_seconds": int(reveal_seconds), "abort_grace": int(abort_grace)},
     )  # fmt: skip
     descriptor_cid = store.put(descriptor.to_bytes())
     store.pin(descriptor_cid)
     genesis_cid = store.put(descriptor.genesis_model())
     store.pin(genesis_cid)
-    ledger = Ledger.deploy(rpc_url, admin, cid_to_digest(genesis_cid), min_updates, expected_chain_id=expected_chain_id)
+    ledger = Ledger.deploy(
+        rpc_url, admin, cid_to_digest(genesis_cid), min_updates, descriptor=cid_to_digest(descriptor_cid),
+        abort_grace=descriptor.abort_grace, secure_aggregation=descriptor.privacy_mode == "secure-aggregation",
+        expected_chain_id=expected_chain_id,
+    )  # fmt: skip
     gas = ledger.deployment.gas_used if ledger.deployment else 0
-    ledger.set_coordinator(coordinator or admin.address)
-    return Federation(ledger, descriptor, descriptor_cid, genesis_cid, validation_cid, gas)
+    ledger.set_coordinator(coordinator)
+    return Federation(
+        ledger, descriptor, descriptor_cid, genesis_cid, validation_cid, gas, tuple(holdout_cids), holdout_dir
+    )

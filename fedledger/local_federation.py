@@ -100,13 +100,17 @@ class LocalFederation:
         for address, blob in submissions:
             header = read_header(blob)  # the chain would record what the member claimed
             subs.append(SubmissionInput(address, digest_of(blob), header.num_samples, header.epsilon_milli, blob))
+        previous = self.history[-1].aggregated_updates if self.history else []
         result = derive_round(
             RoundInputs(
                 round_id=self.round_id, descriptor_cid=self.descriptor_cid, descriptor=self.descriptor, base_model=base,
-                base_weights=self.weights, state_in=self.state, submissions=subs, absent=list(absent),
-                validation=self.validation, score_contributions=score_contributions,
+                base_weights=self.weights, state_in=self.state, submissions=subs,
+                eligible=[a for a, _ in submissions] + list(absent), validation=self.validation,
+                base_round=self.round_id - 1, previous=previous, score_contributions=score_contributions,
             )
         )  # fmt: skip
+        if len(self.history) >= 2:
+            self.history[-2].accepted.clear()  # only the previous round's updates are ever compared with
         self.weights, self.state = result.weights, result.state_out
         self.history.append(result)
         return result

@@ -14,8 +14,10 @@ from ipfs.cid import cid_to_digest, digest_to_cid, parse_cid
 from ipfs.embedded import EmbeddedStore
 from ipfs.errors import (
     ContentNotFound,
+    ContentTooLarge,
     CorruptBlock,
     InvalidCID,
+    MalformedDag,
     StoreError,
     StoreMisconfigured,
     StoreNotWritable,
@@ -26,9 +28,11 @@ from ipfs.store import ContentStore
 __all__ = [
     "ContentNotFound",
     "ContentStore",
+    "ContentTooLarge",
     "CorruptBlock",
     "EmbeddedStore",
     "InvalidCID",
+    "MalformedDag",
     "StoreError",
     "StoreMisconfigured",
     "StoreNotWritable",

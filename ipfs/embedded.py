@@ -163,9 +163,9 @@ class EmbeddedStore(ContentStore):
 
     # -- reading -----------------------------------------------------------
 
-    def iter_bytes(self, cid: str) -> Iterator[memoryview]:
+    def iter_bytes(self, cid: str, *, max_bytes: int | None = None) -> Iterator[memoryview]:
         root = BlockRef.of(parse_cid(cid))
-        return iter_file(root, self._fetcher(str(root)), self.location, self._prefetch)
+        return iter_file(root, self._fetcher(str(root)), self.location, self._prefetch, max_bytes=max_bytes)
 
     def _prefetch(self, refs: list[BlockRef]) -> None:
         # Blocks are separate files, so the kernel's read-ahead stops at each one;

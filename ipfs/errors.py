@@ -37,6 +37,28 @@ class CorruptBlock(StoreError):
         self.cid = cid
 
 
+class MalformedDag(StoreError):
+    """A DAG whose structure is not a file of the profile (a bomb, a lie about sizes); refused unread."""
+
+    def __init__(self, cid: str, detail: str, *, where: str = "the store") -> None:
+        super().__init__(
+            f"DAG {cid} in {where} is malformed: {detail}",
+            hint="the content was not added with `ipfs add` (Kubo's defaults); whoever published it must add it again",
+        )
+        self.cid = cid
+
+
+class ContentTooLarge(StoreError):
+    """The content declares more bytes than the caller accepts; refused before it is read."""
+
+    def __init__(self, cid: str, size: int, limit: int, *, where: str = "the store") -> None:
+        super().__init__(
+            f"content {cid} in {where} declares {size:,} bytes, more than the {limit:,} allowed",
+            hint="raise the limit if the content is expected to be this large",
+        )
+        self.cid, self.size, self.limit = cid, size, limit
+
+
 class InvalidCID(StoreError):
     """A string or digest is not a CID of the profile the store uses."""
 

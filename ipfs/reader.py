@@ -14,7 +14,8 @@ from typing import NamedTuple, Protocol
 from multiformats import CID, multihash
 
 from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
-from ipfs.errors import CorruptBlock, StoreError
+from faults import current_deadline
+from ipfs.errors import ContentTooLarge, CorruptBlock, MalformedDag, StoreError
 from ipfs.unixfs import TYPE_FILE, TYPE_RAW, ProtobufError, decode_node
 
 MAX_LINKS = 174  # Kubo's balanced layout never puts more links in a node
@@ -73,69 +74,112 @@ def iter_file(
     fetch: BlockFetcher,
     where: str,
     prefetch: Callable[[list[BlockRef]], None] | None = None,
+    *,
+    max_bytes: int | None = None,
+    max_blocks: int | None = None,
 ) -> Iterator[memoryview]:
     """Yield the file bytes under ``root`` in order; every block is re-hashed first.
 
     ``fetch`` returns a block's raw bytes (or raises ContentNotFound); nothing it
     returns is trusted until it hashes to the CID that named it. ``prefetch``, if
     given, is told which blocks come next so the backend can start reading them.
+
+    The walk is bounded whatever the DAG claims: a file whose root declares more than
+    ``max_bytes`` is refused before anything else is read; a node with more than 174
+    links, a link whose declared size is 0 or disagrees with its child, and more blocks
+    than ``max_blocks`` (default: what the declared size needs at 4 KiB a leaf) are
+    refused as :class:`MalformedDag`; and the caller's :func:`faults.deadline` is checked
+    at every block.
     """
-    yield from _walk(root, fetch, where, 0, None, prefetch)
+    walk = _Walk(fetch, where, prefetch, max_bytes, max_blocks)
+    yield from walk.node(root, 0, None)
 
 
 PREFETCH_WINDOW = 8
+MIN_LEAF_FOR_BUDGET = 4096  # the default block budget assumes leaves of at least this size (Kubo's are 256 KiB)
 
 
-def _walk(
-    ref: BlockRef,
-    fetch: BlockFetcher,
-    where: str,
-    depth: int,
-    expect: int | None,
-    prefetch: Callable[[list[BlockRef]], None] | None,
-) -> Iterator[memoryview]:
-    if depth > MAX_DEPTH:
-        raise StoreError(f"DAG under {ref} is deeper than {MAX_DEPTH} layers; refusing to read it")
-    block = fetch(ref)
-    verify_block(ref, block, where)
-    if ref.codec == RAW_CODEC:
-        if expect is not None and expect != len(block):
-            raise CorruptBlock(str(ref), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
-        yield memoryview(block)
-        return
-    try:
-        node = decode_node(block)
-    except ProtobufError as exc:
-        raise StoreError(
-            f"block {ref} in {where} is not a UnixFS file node: {exc}",
-            hint="the CID names something other than a file added with `ipfs add` (a directory or raw DAG)",
-        ) from None
-    if node.unixfs_type not in (TYPE_FILE, TYPE_RAW):
-        raise StoreError(
-            f"{ref} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
-            hint="only files can be read; a directory CID needs `ipfs cat <dir>/<name>`",
-        )
-    if node.links and len(node.blocksizes) != len(node.links):
-        raise CorruptBlock(str(ref), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
-    total = len(node.data) + sum(node.blocksizes)
-    if node.file_size is not None and node.file_size != total:
-        raise CorruptBlock(str(ref), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
-    if expect is not None and expect != total:
-        raise CorruptBlock(str(ref), f"parent says {expect} bytes, node holds {total}", where=where)
-    if len(node.data):
-        yield node.data
-    if not node.links:
-        return
-    try:
-        children = [BlockRef.from_link(link.hash) for link in node.links]
-    except Exception as exc:
-        raise CorruptBlock(str(ref), f"a link is unusable: {exc}", where=where) from None
-    if prefetch is not None:
-        prefetch(children[:PREFETCH_WINDOW])
-    for i, (child, size) in enumerate(zip(children, node.blocksizes)):
-        if prefetch is not None and i + PREFETCH_WINDOW < len(children):
-            prefetch(children[i + PREFETCH_WINDOW : i + PREFETCH_WINDOW + 1])
-        yield from _walk(child, fetch, where, depth + 1, size, prefetch)
+class _Walk:
+    def __init__(
+        self,
+        fetch: BlockFetcher,
+        where: str,
+        prefetch: Callable[[list[BlockRef]], None] | None,
+        max_bytes: int | None,
+        max_blocks: int | None,
+    ) -> None:
+        self.fetch, self.where, self.prefetch = fetch, where, prefetch
+        self.max_bytes, self.max_blocks = max_bytes, max_blocks
+        self.blocks = 0
+        self.deadline = current_deadline()
+
+    def _visit(self, ref: BlockRef) -> bytes:
+        self.blocks += 1
+        if self.max_blocks is not None and self.blocks > self.max_blocks:
+            raise MalformedDag(str(ref), f"the DAG has more than {self.max_blocks:,} blocks for the size it declares", where=self.where)
+        if self.deadline is not None:
+            self.deadline.check(f"reading {ref} from {self.where}")
+        block = self.fetch(ref)
+        verify_block(ref, block, self.where)
+        return block
+
+    def node(self, ref: BlockRef, depth: int, expect: int | None) -> Iterator[memoryview]:
+        if depth > MAX_DEPTH:
+            raise MalformedDag(str(ref), f"the DAG is deeper than {MAX_DEPTH} layers", where=self.where)
+        block = self._visit(ref)
+        where = self.where
+        if ref.codec == RAW_CODEC:
+            if expect is not None and expect != len(block):
+                raise MalformedDag(str(ref), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
+            if depth == 0:
+                self._check_size(ref, len(block))
+            yield memoryview(block)
+            return
+        try:
+            node = decode_node(block)
+        except ProtobufError as exc:
+            raise StoreError(
+                f"block {ref} in {where} is not a UnixFS file node: {exc}",
+                hint="the CID names something other than a file added with `ipfs add` (a directory or raw DAG)",
+            ) from None
+        if node.unixfs_type not in (TYPE_FILE, TYPE_RAW):
+            raise StoreError(
+                f"{ref} in {where} is a UnixFS node of type {node.unixfs_type}, not a file",
+                hint="only files can be read; a directory CID needs `ipfs cat <dir>/<name>`",
+            )
+        if len(node.links) > MAX_LINKS:
+            raise MalformedDag(str(ref), f"a node has {len(node.links)} links, more than the {MAX_LINKS} of the profile", where=where)
+        if node.links and len(node.blocksizes) != len(node.links):
+            raise MalformedDag(str(ref), f"{len(node.links)} links but {len(node.blocksizes)} block sizes", where=where)
+        if any(size == 0 for size in node.blocksizes):
+            raise MalformedDag(str(ref), "a link declares a child of 0 bytes", where=where)
+        total = len(node.data) + sum(node.blocksizes)
+        if node.file_size is not None and node.file_size != total:
+            raise MalformedDag(str(ref), f"says {node.file_size} bytes but its parts add up to {total}", where=where)
+        if expect is not None and expect != total:
+            raise MalformedDag(str(ref), f"parent says {expect} bytes, node holds {total}", where=where)
+        if depth == 0:
+            self._check_size(ref, total)
+        if len(node.data):
+            yield node.data
+        if not node.links:
+            return
+        try:
+            children = [BlockRef.from_link(link.hash) for link in node.links]
+        except Exception as exc:
+            raise MalformedDag(str(ref), f"a link is unusable: {exc}", where=where) from None
+        if self.prefetch is not None:
+            self.prefetch(children[:PREFETCH_WINDOW])
+        for i, (child, size) in enumerate(zip(children, node.blocksizes)):
+            if self.prefetch is not None and i + PREFETCH_WINDOW < len(children):
+                self.prefetch(children[i + PREFETCH_WINDOW : i + PREFETCH_WINDOW + 1])
+            yield from self.node(child, depth + 1, size)
+
+    def _check_size(self, ref: BlockRef, declared: int) -> None:
+        if self.max_bytes is not None and declared > self.max_bytes:
+            raise ContentTooLarge(str(ref), declared, self.max_bytes, where=self.where)
+        if self.max_blocks is None:
+            self.max_blocks = 16 + 2 * (declared // MIN_LEAF_FOR_BUDGET)
 
 
 def links_of(ref: BlockRef, block: bytes) -> list[BlockRef]:

@@ -29,24 +29,27 @@ class ContentStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def iter_bytes(self, cid: str) -> Iterator[memoryview]:
+    def iter_bytes(self, cid: str, *, max_bytes: int | None = None) -> Iterator[memoryview]:
         """The content's bytes in order, each piece verified before it is yielded.
 
         Pieces stay valid after the next one is requested. On error, pieces already
-        yielded were genuine but the content is incomplete: discard them.
+        yielded were genuine but the content is incomplete: discard them. The walk is
+        bounded (:func:`ipfs.reader.iter_file`): content declaring more than
+        ``max_bytes`` is refused unread, a malformed DAG is refused, and the caller's
+        :func:`faults.deadline` is checked at every block.
         """
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, *, max_bytes: int | None = None) -> bytes:
         """The whole content, verified (use :meth:`get_to` for large content)."""
-        return b"".join(self.iter_bytes(cid))
+        return b"".join(self.iter_bytes(cid, max_bytes=max_bytes))
 
-    def get_to(self, cid: str, fileobj: BinaryIO) -> int:
+    def get_to(self, cid: str, fileobj: BinaryIO, *, max_bytes: int | None = None) -> int:
         """Stream the verified content into ``fileobj``; returns the byte count.
 
         If it raises, what was written so far is an incomplete prefix: discard it.
         """
         total = 0
-        for piece in self.iter_bytes(cid):
+        for piece in self.iter_bytes(cid, max_bytes=max_bytes):
             fileobj.write(piece)
             total += len(piece)
         return total

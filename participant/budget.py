@@ -9,7 +9,6 @@ coordinator and the audit compute.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ from federation.privacy import (
     mechanism_epsilon,
     to_milli,
 )
+from participant.statefiles import write_private
 
-HISTORY_FORMAT = "fedledger-dp-history/1"
+HISTORY_FORMAT = "fedledger-dp-history/2"
 
 
 class InvalidPrivacyHistory(PrivacyError):
@@ -74,13 +74,25 @@ class SpentRound:
 class PrivacyAccount:
     """A participant's DP history, kept as JSON in its state directory so composition survives restarts.
 
-    One entry per round; writing a round again replaces it (a retry after a crash
-    retrains the same round with the same mechanism). Entries are recorded
-    *before* the update is submitted: a crash in between over-counts, never
-    under-counts.
+    Every round a member trains under DP is one entry, keyed by the federation (chain id,
+    ledger, descriptor) and the round, and tagged with a fingerprint of the data it trained
+    on. The composed epsilon runs over every entry with this account's data fingerprint, in
+    whichever federation it was spent: the same records released to two federations are
+    released twice. (Entries of unknown data, from histories written before entries were
+    tagged, count against every data set: over-counting is safe, under-counting is not.) Writing a (federation, round) again replaces it. Entries are recorded
+    *before* the update is submitted: a crash in between over-counts, never under-counts.
     """
 
-    def __init__(self, path: str | Path | None, *, delta: float, budget: float | None, accountant: Accountant = "rdp") -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        delta: float,
+        budget: float | None,
+        accountant: Accountant = "rdp",
+        federation: str = "",
+        data: str = "",
+    ) -> None:
         check_dp_delta(delta)
         check_accountant(accountant)
         if budget is not None:
@@ -89,19 +101,32 @@ class PrivacyAccount:
         self.delta = float(delta)
         self.budget = None if budget is None else float(budget)
         self.accountant: Accountant = accountant
-        self.rounds: dict[int, SpentRound] = {}
+        self.federation = federation  # "chain_id:ledger:descriptor" of the federation training now
+        self.data = data  # fingerprint of the flows this member trains on
+        self.entries: dict[tuple[str, int], tuple[str, SpentRound]] = {}  # (federation, round) -> (data, spend)
         if self.path is not None and self.path.exists():
             self._load()
+
+    @property
+    def rounds(self) -> dict[int, SpentRound]:
+        """This federation's rounds."""
+        return {r: spent for (fed, r), (_, spent) in sorted(self.entries.items()) if fed == self.federation}
 
     def _load(self) -> None:
         assert self.path is not None
         try:
             obj = json.loads(self.path.read_text())
-            if obj.get("format") != HISTORY_FORMAT:
-                raise ValueError(f"format {obj.get('format')!r} is not {HISTORY_FORMAT}")
-            for r in obj["rounds"]:
-                spent = SpentRound.from_dict(r)
-                self.rounds[spent.round_id] = spent
+            fmt = obj.get("format")
+            if fmt == "fedledger-dp-history/1":  # entries of one federation, before they were keyed by it
+                for r in obj["rounds"]:
+                    spent = SpentRound.from_dict(r)
+                    self.entries[("", spent.round_id)] = ("", spent)
+                return
+            if fmt != HISTORY_FORMAT:
+                raise ValueError(f"format {fmt!r} is not {HISTORY_FORMAT}")
+            for e in obj["entries"]:
+                spent = SpentRound.from_dict(e)
+                self.entries[(str(e["federation"]), spent.round_id)] = (str(e["data"]), spent)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, PrivacyError) as exc:
             raise InvalidPrivacyHistory(
                 f"privacy history {self.path} cannot be read: {exc}",
@@ -109,14 +134,18 @@ class PrivacyAccount:
             ) from None
 
     def history(self, exclude_round: int | None = None) -> list[Mechanism]:
-        return [s.mechanism for r, s in sorted(self.rounds.items()) if r != exclude_round]
+        """Every mechanism run on this data, in any federation (without this federation's ``exclude_round``)."""
+        return [
+            spent.mechanism for (fed, r), (data, spent) in sorted(self.entries.items())
+            if data in (self.data, "") and not (fed == self.federation and r == exclude_round)
+        ]  # fmt: skip
 
     def composed(self, extra: Sequence[Mechanism] = (), exclude_round: int | None = None) -> float:
         """Composed epsilon at this account's delta over the history (without ``exclude_round``) plus ``extra``."""
         return composed_epsilon([*self.history(exclude_round), *extra], self.delta, self.accountant)
 
     def naive_sum(self) -> float:
-        return sum(s.epsilon_milli for s in self.rounds.values()) / 1000
+        return sum(s.epsilon_milli for d, s in self.entries.values() if d in (self.data, "")) / 1000
 
     def check_can_spend(self, round_id: int, mechanism: Mechanism) -> float:
         """The composed epsilon after ``round_id`` with ``mechanism``; raises if that is over the budget."""
@@ -139,12 +168,12 @@ class PrivacyAccount:
             )
         eps = mechanism_epsilon(mechanism)
         spent = SpentRound(round_id, mechanism, self.delta, eps, to_milli(eps))
-        self.rounds[round_id] = spent
+        self.entries[(self.federation, round_id)] = (self.data, spent)
         self.save()
         return spent
 
     def summary(self) -> dict[str, Any]:
-        """Per-round spend and the composed total (the JSON the CLI and the demo report show)."""
+        """Per-round spend in this federation and the composed total over all of them (the CLI's and the demo's JSON)."""
         return {
             "accountant": self.accountant,
             "delta": self.delta,
@@ -152,15 +181,16 @@ class PrivacyAccount:
             "rounds": [s.to_dict() for _, s in sorted(self.rounds.items())],
             "composed_epsilon": self.composed(),
             "naive_sum_epsilon": self.naive_sum(),
+            "federations": sorted({fed for (fed, _), (d, _) in self.entries.items() if d == self.data}),
         }
 
     def save(self) -> None:
         if self.path is None:
             return
+        entries = [
+            {**spent.to_dict(), "federation": fed, "data": data}
+            for (fed, _), (data, spent) in sorted(self.entries.items())
+        ]  # fmt: skip
         obj = {"format": HISTORY_FORMAT, "accountant": self.accountant, "delta": self.delta, "budget": self.budget,
-               "rounds": [s.to_dict() for _, s in sorted(self.rounds.items())]}  # fmt: skip
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new history, never half of one
+               "entries": entries}  # fmt: skip
+        write_private(self.path, json.dumps(obj, indent=1, sort_keys=True).encode())

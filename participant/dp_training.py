@@ -17,6 +17,7 @@ refused round leaves nothing half-trained behind.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,14 +125,29 @@ def client_mechanism(dp: DPConfig, n_records: int) -> Mechanism:
     return Mechanism(sigma, 1.0, 1, float(dp.clip_norm), dp.delta, "client", dp.accountant)
 
 
+def noise_source(noise_seed: int | None) -> np.random.Generator:
+    """Where DP noise comes from: 256 bits from the operating system's CSPRNG, so nothing public regenerates it.
+
+    Only a simulation (where no one's privacy is at stake) passes ``noise_seed`` to make runs repeatable.
+    """
+    entropy = int.from_bytes(os.urandom(32), "big") if noise_seed is None else noise_seed
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+
+def torch_noise_generator(noise_seed: int | None, salt: int) -> torch.Generator:
+    """A torch generator for DP-SGD's noise or Poisson sampling, seeded from os.urandom unless a simulation seeds it."""
+    seed = int.from_bytes(os.urandom(8), "big") >> 1 if noise_seed is None else (noise_seed ^ salt)
+    return torch.Generator().manual_seed(seed)
+
+
 def clip_and_noise(
-    delta: Mapping[str, np.ndarray], clip_norm: float, noise_multiplier: float, seed: int
+    delta: Mapping[str, np.ndarray], clip_norm: float, noise_multiplier: float, noise_seed: int | None = None
 ) -> tuple[dict[str, np.ndarray], float]:
     """Scale ``delta`` to L2 norm <= ``clip_norm`` and add N(0, (sigma*clip)^2) to every entry; returns (noised, norm before)."""
     names = sorted(delta)
     norm = math.sqrt(sum(float(np.sum(np.asarray(delta[k], dtype=np.float64) ** 2)) for k in names))
     scale = min(1.0, clip_norm / norm) if norm > 0 else 1.0
-    rng = np.random.default_rng(seed)
+    rng = noise_source(noise_seed)
     std = noise_multiplier * clip_norm
     out = {
         k: (np.asarray(delta[k], dtype=np.float64) * scale + rng.normal(0.0, std, size=np.shape(delta[k]))).astype(np.float32)
@@ -174,6 +190,7 @@ def train_local_dp(
     class_weight: np.ndarray | None = None,
     optimizer: Literal["adam", "sgd"] = "adam",
     progress: Callable[[int, int], None] | None = None,
+    noise_seed: int | None = None,
 ) -> DPResult:
     """Train one round under DP from ``base_weights``; the returned delta is safe to release.
 
@@ -185,7 +202,10 @@ def train_local_dp(
     which classes the private data holds).
 
     With ``account`` given, the budget is checked before training and the round
-    is recorded in it after training succeeds.
+    is recorded in it after training succeeds. The noise and the Poisson sampling are
+    drawn from the operating system's CSPRNG (``noise_seed`` only for simulations), so the
+    update is not reproducible from public values: a member keeps its encoded update
+    instead of re-deriving it after a crash.
     """
     n = len(data.labels)
     if n == 0:
@@ -218,12 +238,12 @@ def train_local_dp(
             spec, base_weights, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, class_weights=None,
             optimizer=optimizer, progress=progress,
         )  # fmt: skip
-        noised, norm = clip_and_noise(plain.delta, dp.clip_norm, mech.noise_multiplier, seed)
+        noised, norm = clip_and_noise(plain.delta, dp.clip_norm, mech.noise_multiplier, noise_seed)
         weights = {k: (np.asarray(base_weights[k], dtype=np.float32) + noised[k]).astype(np.float32) for k in noised}
         return _finish(dp, account, round_id, mech, projected, noised, weights, n, {**plain.metrics, "update_norm": norm})
 
     delta, weights, metrics = _dp_sgd(spec, model, base_weights, data, mech, batch_size, epochs, lr, seed,
-                                      class_weight, optimizer, progress)  # fmt: skip
+                                      class_weight, optimizer, progress, noise_seed)  # fmt: skip
     return _finish(dp, account, round_id, mech, projected, delta, weights, n, metrics)
 
 
@@ -248,7 +268,7 @@ def _finish(
 def _dp_sgd(
     spec: ModelSpec, model: nn.Module, base_weights: Mapping[str, np.ndarray], data: Any, mech: Mechanism,
     batch_size: int, epochs: int, lr: float, seed: int, class_weight: np.ndarray | None, optimizer: str,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None, noise_seed: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
@@ -260,8 +280,8 @@ def _dp_sgd(
     # sample's alone and opacus's clipping bounds its influence. (Scaling *after* clipping by w_c / max w keeps
     # the weighting exact but shrank the common classes' signal below the noise: 0.40 vs 0.58 macro-F1 at eps 8.)
     weight = None if class_weight is None else torch.as_tensor(np.asarray(class_weight, dtype=np.float32))
-    # opacus warns that its RNG is not cryptographic (the seeded generator is deliberate: a retry after a
-    # crash must give the same bytes) and about backward hooks on the input layer; neither is actionable here.
+    # opacus warns that its RNG is not cryptographic (its own generator is replaced by ones seeded from
+    # os.urandom below) and about backward hooks on the input layer; neither is actionable here.
     with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
@@ -271,7 +291,7 @@ def _dp_sgd(
         base_opt: torch.optim.Optimizer = (
             torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
         )  # fmt: skip
-        noise_gen = torch.Generator().manual_seed(seed ^ 0x5EED)
+        noise_gen = torch_noise_generator(noise_seed, 0x5EED)
         dp_opt = DPOptimizer(
             base_opt, noise_multiplier=mech.noise_multiplier, max_grad_norm=mech.clip_norm,
             expected_batch_size=max(1, round(n * mech.sample_rate)), loss_reduction="mean", generator=noise_gen,
@@ -279,7 +299,7 @@ def _dp_sgd(
         # Poisson sampling (each record joins each batch independently with probability q), which the
         # accountant's subsampled-Gaussian analysis assumes; drawn here on whole tensors because opacus's
         # DPDataLoader fetches and collates one record at a time (~100x slower for a small MLP).
-        sample_gen = torch.Generator().manual_seed(seed)
+        sample_gen = torch_noise_generator(noise_seed, 0)
         loss_sum, seen = 0.0, 0
         for step in range(1, mech.steps + 1):
             idx = torch.nonzero(torch.rand(n, generator=sample_gen) < mech.sample_rate).squeeze(1)

@@ -1,10 +1,21 @@
-"""The participant service: wait for a round, train on local flows, submit the encoded update.
+"""The participant service: follow the chain round by round, train on local flows, commit, then reveal.
 
-The chain is the source of truth: before doing anything for a round the service
-reads whether it has already submitted, so a restart (at any point) never
-submits twice. Training is seeded from the federation, the round and the
-participant's address, and error feedback is committed to disk only after the
-submission is on chain, so a retry after a crash produces the same bytes.
+A round, as a member takes part in it:
+
+1. **check the base**: before training on a global model, re-derive the round that produced
+   it from the chain and the store (:mod:`federation.replay`, the audit's derivation) and
+   refuse a model the derivation does not reproduce — a coordinator cannot slip in a crafted
+   model (trap weights that make the next update leak the member's flows);
+2. **train and commit**: produce the update (:func:`participant.update.produce_update`), keep
+   its bytes in the private state directory, and submit only its digest: the commitment;
+3. **reveal**: once submissions close (the deadline, or every eligible member submitted: the
+   chain says which), put the bytes in the store for the coordinator. Until then no other
+   member can read, copy or race them.
+
+The chain is the source of truth and every step is idempotent: a restart at any point reads
+whether the member already submitted and whether it revealed; an update committed to but not
+yet submitted is submitted from disk (with DP it cannot be re-derived: its noise is fresh),
+and the error-feedback residual moves on only once the submission is on chain.
 """
 
 from __future__ import annotations
@@ -18,21 +29,18 @@ from pathlib import Path
 from threading import Event
 
 from contracts.client import Ledger, RoundState
-from contracts.errors import AlreadySubmitted, DeadlinePassed, RoundNotOpen
+from contracts.errors import AlreadySubmitted, LedgerRevert, NotEligible, NotParticipant, RoundNotOpen, SubmissionsClosed
 from faults import Backoff, FedLedgerError
 from federation.descriptor import Descriptor
-from federation.model import load_model_bytes
+from federation.model import InvalidModelFile, load_model_bytes
 from federation.privacy import check_dp_delta
+from federation.replay import Replay
 from flows import FlowDataset
-from ipfs import ContentStore, cid_to_digest, digest_to_cid
+from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
-from participant.update import (
-    ProducedUpdate,
-    RoundTask,
-    TrainingSettings,
-    produce_update,
-)
+from participant.statefiles import private_dir, write_private
+from participant.update import ProducedUpdate, RoundTask, TrainingSettings, produce_update
 
 log = logging.getLogger("fedledger.participant")
 
@@ -47,6 +55,10 @@ class RoundMissed(ParticipantError):
     """The round closed before this participant could submit; it will take part in the next one."""
 
 
+class BaseRefused(ParticipantError):
+    """The round's base model is not what re-deriving the round that produced it gives; nothing was trained."""
+
+
 @dataclass
 class Submitted:
     round_id: int
@@ -59,6 +71,15 @@ class Submitted:
     gas_used: int
     metrics: dict = field(default_factory=dict)
     privacy: dict | None = None  # this round's DP spend and the composed total so far (None without DP)
+    verify_seconds: float = 0.0  # re-deriving the round that produced the base model
+
+
+def data_fingerprint(data: FlowDataset) -> str:
+    """sha256 of the encoded flows: the key under which their privacy spend composes."""
+    h = hashlib.sha256(data.schema_id.encode())
+    h.update(data.features.tobytes())
+    h.update(data.labels.tobytes())
+    return h.hexdigest()
 
 
 class ParticipantService:
@@ -72,8 +93,10 @@ class ParticipantService:
         data: FlowDataset,
         *,
         state_dir: str | Path,
+        descriptor_cid: str | None = None,
         settings: TrainingSettings | None = None,
         poll_seconds: float = 0.5,
+        verify_base: bool = True,
         on_event: Callable[[str, dict], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -88,39 +111,61 @@ class ParticipantService:
             )
         if len(data) == 0:
             raise ParticipantError("local data holds no flow records")
+        if descriptor.digest() != ledger.descriptor_digest():
+            raise ParticipantError(
+                f"the descriptor given is not the one ledger {ledger.address} was deployed for",
+                hint="pass the descriptor CID that `fedledger deploy` printed for this ledger (--descriptor)",
+            )
+        if descriptor.privacy_mode != "public":
+            raise ParticipantError(
+                f"this federation runs in {descriptor.privacy_mode} mode", hint="run the secure-aggregation participant"
+            )
         self.ledger = ledger
         self.store = store
         self.descriptor = descriptor
+        self.descriptor_cid = descriptor_cid or content_cid(descriptor.to_bytes())
         self.data = data
         self.settings = settings or TrainingSettings()
         self.poll_seconds = poll_seconds
+        self.verify_base = verify_base
         self.address: str = ledger.account
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._ef_path = self.state_dir / "error-feedback.safetensors"
-        self.privacy: PrivacyAccount | None = None
+        self.state_dir = private_dir(state_dir)
+        self.federation_key = f"{ledger.chain_id}:{ledger.address}:{self.descriptor_cid}"
+        self.fed_dir = private_dir(self.state_dir / f"{ledger.chain_id}-{ledger.address}")
+        self._ef_path = self.fed_dir / "error-feedback.safetensors"
         dp = self.settings.dp
+        self._mode = "plain" if dp is None else f"dp-{dp.level}"
+        self.privacy: PrivacyAccount | None = None
         if dp is not None:
             check_dp_delta(dp.delta, len(data))  # refuse at start-up, not in the middle of a round
-            # The history survives restarts, so composition covers every round this member ever trained.
+            # One history for every federation this state directory takes part in: the same flows composed.
             self.privacy = PrivacyAccount(
-                self.state_dir / "privacy-history.json", delta=dp.delta, budget=dp.budget, accountant=dp.accountant
-            )
+                self.state_dir / "privacy-history.json", delta=dp.delta, budget=dp.budget, accountant=dp.accountant,
+                federation=self.federation_key, data=data_fingerprint(data),
+            )  # fmt: skip
+        self.replay = Replay(ledger, store, descriptor, self.descriptor_cid, fetch_timeout=30.0, score_contributions=False)
+        self._verified: set[bytes] = set()  # base digests this member re-derived itself
         self._on_event = on_event or (lambda kind, info: None)
         self._on_progress = on_progress
 
-    # -- one round -------------------------------------------------------------------------
+    # -- private state -----------------------------------------------------------------------
     def _error_feedback(self) -> ErrorFeedback:
-        if self._ef_path.exists():
-            return ErrorFeedback.load(self._ef_path, self.descriptor.spec)
-        return ErrorFeedback(self.descriptor.spec)
+        return ErrorFeedback.load(self._ef_path, self.descriptor.spec, f"{self.federation_key}:{self._mode}")
+
+    def _pending_path(self, round_id: int, kind: str) -> Path:
+        return self.fed_dir / "updates" / f"round-{round_id}.{kind}"
+
+    def _pending(self, round_id: int) -> bytes | None:
+        path = self._pending_path(round_id, "update")
+        return path.read_bytes() if path.exists() else None
 
     def round_seed(self, round_id: int) -> int:
         material = f"{self.descriptor.seed}:{round_id}:{self.address.lower()}".encode()
         return int.from_bytes(hashlib.sha256(material).digest()[:4], "big")
 
+    # -- one step ----------------------------------------------------------------------------
     def step(self) -> Submitted | None:
-        """Take part in the open round if there is one and we have not submitted yet."""
+        """Do what the open round needs from this member now: reveal, train and commit, or nothing."""
         if not self.ledger.is_participant(self.address):
             raise ParticipantError(
                 f"{self.address} is not a registered participant of ledger {self.ledger.address}",
@@ -132,11 +177,57 @@ class ParticipantService:
         info = self.ledger.get_round(round_id)
         if info.state != RoundState.OPEN:
             return None
-        if self.ledger.get_submission(round_id, self.address) is not None:
-            return None  # already submitted (perhaps before a restart)
-        if self.ledger.now() >= info.deadline - self.settings.deadline_margin:
+        phases = self.ledger.round_phases(round_id)
+        mine = self.ledger.get_submission(round_id, self.address)
+        if mine is not None:
+            if phases.submissions_closed:
+                self.reveal(round_id, mine.update)
+            return None
+        if phases.submissions_closed or self.ledger.now() >= info.deadline - self.settings.deadline_margin:
             return None  # too late to get a transaction in before the deadline
-        return self._take_part(round_id, info.base_model, info.deadline)
+        return self._take_part(round_id, info.base_model, phases.base_round, info.deadline)
+
+    def reveal(self, round_id: int, digest: bytes) -> bool:
+        """Put the committed update's bytes in the store, now that submissions have closed (once)."""
+        marker = self._pending_path(round_id, "revealed")
+        if marker.exists():
+            return False
+        blob = self._pending(round_id)
+        if blob is None:
+            log.warning("round %d: the update committed on chain is not in %s; it cannot be revealed", round_id, self.fed_dir)
+            write_private(marker, b"missing")
+            return False
+        cid = self.store.put(blob)
+        if cid_to_digest(cid) != digest:
+            raise ParticipantError(f"round {round_id}: the kept update is not the one committed on chain ({cid})")
+        self.store.pin(cid)
+        write_private(marker, cid.encode())
+        self._on_event("revealed", {"round": round_id, "cid": cid, "bytes": len(blob)})
+        log.info("round %d: revealed %s", round_id, cid)
+        return True
+
+    def verify(self, base_round: int, base_digest: bytes) -> float:
+        """Re-derive ``base_round`` and refuse its model unless the derivation gives ``base_digest``; returns seconds."""
+        if base_round == 0 or base_digest in self._verified:
+            return 0.0
+        t0 = time.perf_counter()
+        try:
+            derived = self.replay.derived(base_round)
+        except FedLedgerError as exc:
+            raise BaseRefused(
+                f"round {base_round}'s global model cannot be re-derived ({exc}); refusing to train on it",
+                hint="the updates, hold-out or manifest of that round are missing from the store; ask the coordinator",
+            ) from None
+        seconds = time.perf_counter() - t0
+        self._on_event("verified", {"round": base_round, "seconds": seconds, "ok": derived.global_digest == base_digest})
+        if derived.global_digest != base_digest:
+            raise BaseRefused(
+                f"round {base_round}'s global model {digest_to_cid(base_digest)} is not the aggregate of its updates "
+                f"(re-derived: {digest_to_cid(derived.global_digest)}); refusing to train on it",
+                hint="a model the audit cannot re-derive may be crafted to make updates leak flows; alert the consortium",
+            )
+        self._verified.add(base_digest)
+        return seconds
 
     def make_update(self, task: RoundTask, base_weights: dict, deadline: int) -> ProducedUpdate:
         """The update this member sends for ``task`` (a subclass outside the service may send another)."""
@@ -145,56 +236,93 @@ class ParticipantService:
             feedback=self._error_feedback(), privacy=self.privacy, progress=self._on_progress,
         )  # fmt: skip
 
-    def _take_part(self, round_id: int, base_digest: bytes, deadline: int) -> Submitted:
+    def _take_part(self, round_id: int, base_digest: bytes, base_round: int, deadline: int) -> Submitted | None:
         spec = self.descriptor.spec
-        base_cid = digest_to_cid(base_digest)
-        self._on_event("fetch", {"round": round_id, "cid": base_cid})
-        t0 = time.perf_counter()
-        base_bytes = self.store.get(base_cid)  # the store verifies every block against the CID
-        _, base_weights = load_model_bytes(base_bytes, spec)
-        t_fetch = time.perf_counter() - t0
-
-        self._on_event("train", {"round": round_id, "records": len(self.data)})
-        t1 = time.perf_counter()
-        task = RoundTask(round_id, self.address, base_digest, self.round_seed(round_id))
-        made = self.make_update(task, base_weights, deadline)
-        t_train = time.perf_counter() - t1
-        blob = made.blob
-
+        verify_seconds = self.verify(base_round, base_digest) if self.verify_base else 0.0
+        t0 = t1 = time.perf_counter()
+        blob = self._pending(round_id)
+        made: ProducedUpdate | None = None
+        t_train = 0.0
+        if blob is None:
+            base_cid = digest_to_cid(base_digest)
+            self._on_event("fetch", {"round": round_id, "cid": base_cid})
+            try:
+                _, base_weights = load_model_bytes(self.store.get(base_cid), spec)  # every block verified
+            except InvalidModelFile as exc:
+                raise RoundMissed(f"round {round_id}'s base model {base_cid} cannot be trained on: {exc}") from None
+            self._on_event("train", {"round": round_id, "records": len(self.data)})
+            t1 = time.perf_counter()
+            task = RoundTask(round_id, self.address, base_digest, self.round_seed(round_id), self.ledger.chain_id, self.ledger.address)
+            made = self.make_update(task, base_weights, deadline)
+            t_train = time.perf_counter() - t1
+            blob = made.blob
+            # Kept before anything is submitted: a restart submits these bytes, never new ones.
+            write_private(self._pending_path(round_id, "update"), blob)
+            if made.feedback is not None:
+                write_private(self._pending_path(round_id, "feedback"), made.feedback.to_bytes())
         t2 = time.perf_counter()
-        cid = self.store.put(blob)
-        self.store.pin(cid)
-        t_store = time.perf_counter() - t2 + t_fetch
+        cid = self.store.put(blob, only_hash=True)  # the commitment; the bytes stay private until submissions close
+        t_store = time.perf_counter() - t2 + (t1 - t0 if made is not None else 0.0)
+        from federation.updates import read_header
 
+        header = read_header(blob)
         if self.ledger.now() >= deadline:
             raise RoundMissed(f"round {round_id}'s deadline passed while training; the update was not submitted")
         self._on_event("submit", {"round": round_id, "cid": cid, "bytes": len(blob)})
         t3 = time.perf_counter()
-        tx = self.ledger.submit_update(round_id, cid_to_digest(cid), made.header.num_samples, made.header.epsilon_milli)
+        gas = self._submit(round_id, cid, header.num_samples, header.epsilon_milli)
         t_chain = time.perf_counter() - t3
-        # Only now does the residual move on: a crash before this point retrains to the same bytes.
-        if made.feedback is not None:
-            made.feedback.save(self._ef_path)
-        log.info("round %d: submitted %s (%d bytes, %d samples)", round_id, cid, len(blob), made.header.num_samples)
+        # Only now does the residual move on: a crash before this point resubmits the same bytes.
+        feedback = self._pending_path(round_id, "feedback")
+        if feedback.exists():
+            feedback.replace(self._ef_path)
+        log.info("round %d: committed %s (%d bytes, %d samples)", round_id, cid, len(blob), header.num_samples)
         return Submitted(
-            round_id, cid, len(blob), made.header.num_samples, t_train, t_store, t_chain, tx.gas_used,
-            dict(made.trained.metrics), made.trained.privacy,
+            round_id, cid, len(blob), header.num_samples, t_train, t_store, t_chain, gas,
+            dict(made.trained.metrics) if made else {}, made.trained.privacy if made else None, verify_seconds,
         )  # fmt: skip
 
+    def _submit(self, round_id: int, cid: str, num_samples: int, epsilon_milli: int) -> int:
+        """Submit the commitment; every revert of it ends in a retry, a skipped round or a clear error."""
+        try:
+            return self.ledger.submit_update(round_id, cid_to_digest(cid), num_samples, epsilon_milli).gas_used
+        except AlreadySubmitted:
+            return 0  # an earlier attempt of ours landed (a restart, a receipt that timed out)
+        except (SubmissionsClosed, RoundNotOpen) as exc:
+            raise RoundMissed(f"round {round_id} closed before the commitment landed: {exc}") from None
+        except NotEligible:
+            raise RoundMissed(f"{self.address} registered after round {round_id} opened; it takes part from the next round") from None
+        except NotParticipant:
+            raise ParticipantError(f"{self.address} is no longer a member of ledger {self.ledger.address}") from None
+        except LedgerRevert as exc:
+            raise ParticipantError(f"round {round_id}: the commitment was refused: {exc}", hint=exc.hint) from None
+
     # -- the loop --------------------------------------------------------------------------
+    def _unrevealed(self, rounds: list[Submitted]) -> bool:
+        """Whether the latest round this member committed to is still open and not yet revealed."""
+        if not rounds:
+            return False
+        last = rounds[-1].round_id
+        if self._pending_path(last, "revealed").exists():
+            return False
+        return self.ledger.get_round(last).state == RoundState.OPEN
+
     def run(self, *, rounds: int | None = None, stop: Event | None = None, idle_exit: float | None = None) -> list[Submitted]:
-        """Submit to up to ``rounds`` rounds (None: until stopped). ``idle_exit``: give up after that many idle seconds."""
+        """Take part in up to ``rounds`` rounds (None: until stopped), revealing the last one before returning.
+
+        ``idle_exit``: give up after that many seconds with nothing to do.
+        """
         stop = stop or Event()
         done: list[Submitted] = []
         idle_since = time.monotonic()
         backoff = Backoff(initial=max(0.5, self.poll_seconds))
-        while not stop.is_set() and (rounds is None or len(done) < rounds):
+        while not stop.is_set() and (rounds is None or len(done) < rounds or self._unrevealed(done)):
             try:
-                outcome = self.step()
-            except (DeadlinePassed, RoundNotOpen, AlreadySubmitted, RoundMissed) as exc:
-                # The round moved on while we trained (or a previous run's transaction landed): not fatal.
+                outcome = self.step() if rounds is None or len(done) < rounds else self._reveal_last(done)
+            except (RoundMissed, BaseRefused) as exc:
                 log.warning("round skipped: %s", exc)
                 self._on_event("skipped", {"error": str(exc)})
+                stop.wait(self.poll_seconds)
                 continue
             except FedLedgerError as exc:
                 if not exc.transient:
@@ -213,3 +341,9 @@ class ParticipantService:
                 break
             stop.wait(self.poll_seconds)
         return done
+
+    def _reveal_last(self, done: list[Submitted]) -> None:
+        last = done[-1]
+        if self.ledger.round_phases(last.round_id).submissions_closed:
+            self.reveal(last.round_id, cid_to_digest(last.cid))
+        return None

@@ -20,7 +20,7 @@ import numpy as np
 
 from federation.model import ModelSpec
 from federation.privacy import Mechanism
-from federation.updates import CodecParams, UpdateHeader, encode_update
+from federation.updates import NO_LEDGER, CodecParams, UpdateHeader, encode_update
 from flows import FlowDataset
 from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
@@ -42,6 +42,8 @@ class TrainingSettings:
     class_weights: str | None = "balanced"  # "balanced", "sqrt" or None (never used under DP)
     optimizer: str = "adam"
     error_feedback: bool = True  # carry what the codec drops into the next round
+    # DP noise and sampling come from os.urandom; only a simulation fixes them, to repeat a run.
+    noise_seed: int | None = None
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
 
@@ -53,7 +55,9 @@ class RoundTask:
     round_id: int
     participant: str
     base_digest: bytes  # the 32-byte digest the chain records for the base model
-    seed: int  # the training seed of this member in this round
+    seed: int  # the training seed of this member in this round (without DP, training is deterministic)
+    chain_id: int = 0
+    ledger: str = NO_LEDGER
 
 
 @dataclass
@@ -102,6 +106,7 @@ def train_round(
     result = train_local_dp(
         spec, base_weights, data, s.dp, account=privacy, round_id=task.round_id, epochs=s.epochs,
         batch_size=s.batch_size, lr=s.lr, seed=task.seed, optimizer=s.optimizer, progress=progress,  # type: ignore[arg-type]
+        noise_seed=s.noise_seed,
     )  # fmt: skip
     return Trained(
         result.delta, result.num_samples, dict(result.metrics), result.mechanism, result.epsilon_milli, dict(result.privacy)
@@ -125,11 +130,11 @@ def encode_round(
     header = UpdateHeader(
         participant=task.participant, round_id=task.round_id, base_model=task.base_digest.hex(),
         spec_digest=spec.digest(), num_samples=trained.num_samples, epsilon_milli=trained.epsilon_milli,
-        codec=settings.codec, dp=trained.mechanism,
+        codec=settings.codec, dp=trained.mechanism, chain_id=task.chain_id, ledger=task.ledger,
     )  # fmt: skip
     if feedback is None:
         return encode_update(header, trained.delta, spec), header, None
-    ef = feedback.copy() if settings.error_feedback else ErrorFeedback(spec)
+    ef = feedback.copy() if settings.error_feedback else ErrorFeedback(spec, context=feedback.context)
     blob = ef.encode(header, trained.delta)
     return blob, header, ef
 

@@ -88,8 +88,13 @@ class ModelSpec:
     def from_json(cls, text: str | bytes) -> ModelSpec:
         try:
             obj = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidModelSpec(f"model spec is not JSON: {exc}") from None
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: object) -> ModelSpec:
+        """A spec from its parsed JSON object, every field checked."""
         if not isinstance(obj, dict):
             raise InvalidModelSpec("model spec must be a JSON object")
         expected = {"version", "schema_id", "input_dim", "hidden", "classes", "activation"}
@@ -100,8 +105,8 @@ class ModelSpec:
             )
         if obj["version"] != SPEC_VERSION:
             raise InvalidModelSpec(f"model spec version {obj['version']!r} is not supported (this build reads {SPEC_VERSION})")
-        if not isinstance(obj["hidden"], list) or not isinstance(obj["classes"], list):
-            raise InvalidModelSpec("model spec: hidden and classes must be lists")
+        if not isinstance(obj["hidden"], list) or not isinstance(obj["classes"], list) or len(obj["classes"]) > 1000:
+            raise InvalidModelSpec("model spec: hidden and classes must be lists (at most 1,000 classes)")
         return cls(
             schema_id=obj["schema_id"],
             input_dim=obj["input_dim"],

@@ -10,7 +10,10 @@ passed validation, in on-chain submission order. An update is flagged when it is
   above ``copy_cosine``; the earlier one is the original and keeps its score;
 * ``free-ride-noise``: the base model plus noise — a delta almost orthogonal to the sum of the
   other updates (``|cos| < noise_cosine``) that alone moves the validation metric by less
-  than ``min_gain``.
+  than ``min_gain``;
+* ``copy-stale`` / ``free-ride-replay``: another member's (or its own) update of the previous
+  round sent again — the same tensors, or cosine at or above ``copy_cosine``. Members commit
+  to their updates before any is readable, so last round's updates are all a copier can see.
 
 Every quantity that decides a flag is computed exactly (float64 products of float32 values
 are exact; sums by math.fsum are correctly rounded), so every auditor flags the same updates.
@@ -29,8 +32,8 @@ import numpy as np
 from faults import FedLedgerError
 from federation.rounds.strategies import Flag
 
-COPY_REASONS = ("copy-bytes", "copy-payload", "copy-similar")
-FREE_RIDE_REASONS = ("free-ride-unchanged", "free-ride-noise")
+COPY_REASONS = ("copy-bytes", "copy-payload", "copy-similar", "copy-stale")
+FREE_RIDE_REASONS = ("free-ride-unchanged", "free-ride-noise", "free-ride-replay")
 DEFENCE_REASONS = (*COPY_REASONS, *FREE_RIDE_REASONS)
 
 
@@ -46,13 +49,20 @@ class DefenceParams:
     zero_ratio: float = 1e-3  # a delta whose norm is below this fraction of the median norm is "unchanged"
     noise_cosine: float = 0.05  # random noise in d dimensions has |cos| ~ 1/sqrt(d) to any fixed direction
     min_gain: float = 0.005  # ... and a noise update alone moves the validation metric by less than this
+    # federation.rounds.bounds: limits relative to the round's median (0 = off)
+    norm_bound: float = 10.0
+    weight_bound: float = 10.0
 
     def __post_init__(self) -> None:
-        for name, low, high in (("copy_cosine", 0.0, 1.0), ("zero_ratio", 0.0, 1.0), ("noise_cosine", 0.0, 1.0), ("min_gain", 0.0, 1.0)):
+        for name, low, high in (("copy_cosine", 0.0, 1.0), ("zero_ratio", 0.0, 1.0), ("noise_cosine", 0.0, 1.0),
+                                ("min_gain", 0.0, 1.0), ("norm_bound", 0.0, 1e6), ("weight_bound", 0.0, 1e6)):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low <= float(v) <= high):
                 raise InvalidDefenceParams(f"defence parameter {name} must be a number in [{low}, {high}], got {v!r}")
             object.__setattr__(self, name, float(v))
+        for name in ("norm_bound", "weight_bound"):
+            if 0 < getattr(self, name) < 1:
+                raise InvalidDefenceParams(f"{name} is a multiple of the round's median: 0 (off) or at least 1")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -61,9 +71,10 @@ class DefenceParams:
     def from_dict(cls, obj: Mapping[str, Any] | None) -> DefenceParams:
         if obj is None:
             return cls()
-        unknown = set(obj) - {"copy_cosine", "zero_ratio", "noise_cosine", "min_gain"}
+        known = {"copy_cosine", "zero_ratio", "noise_cosine", "min_gain", "norm_bound", "weight_bound"}
+        unknown = set(obj) - known
         if unknown:
-            raise InvalidDefenceParams(f"unknown defence parameters {sorted(unknown)}", hint="use copy_cosine, zero_ratio, noise_cosine, min_gain")
+            raise InvalidDefenceParams(f"unknown defence parameters {sorted(unknown)}", hint=f"use {', '.join(sorted(known))}")
         return cls(**dict(obj))
 
 
@@ -96,11 +107,13 @@ def detect(
     candidates: Sequence[Candidate],
     params: DefenceParams | None = None,
     gain: Callable[[Mapping[str, np.ndarray]], float] | None = None,
+    previous: Sequence[Candidate] = (),
 ) -> dict[str, Flag]:
     """Flags for the copies and free-riders among ``candidates`` (on-chain order); originals are never flagged.
 
     ``gain(delta)`` is the validation-metric change of applying ``delta`` alone to the base
     model; without it the noise check cannot confirm "no improvement" and is skipped.
+    ``previous`` are the updates aggregated in the previous round, checked for replays.
     """
     p = params or DefenceParams()
     flags: dict[str, Flag] = {}
@@ -132,9 +145,37 @@ def detect(
                     break
         seen_digest.setdefault(c.digest, c.participant)
         seen_payload.setdefault(payload, c.participant)
+    if previous:
+        _flag_stale(candidates, vecs, norms, flags, p, previous)
     if gain is not None:
         _flag_noise(candidates, vecs, norms, flags, p, gain)
     return flags
+
+
+def _flag_stale(
+    candidates: Sequence[Candidate],
+    vecs: list[np.ndarray],
+    norms: list[float],
+    flags: dict[str, Flag],
+    p: DefenceParams,
+    previous: Sequence[Candidate],
+) -> None:
+    """Last round's updates sent again: the only thing a copier can read before it must commit."""
+    old = [(c, _flat(c.delta)) for c in previous]
+    old = [(c, v, math.sqrt(exact_dot(v, v))) for c, v in old]
+    for i, c in enumerate(candidates):
+        if c.participant in flags or norms[i] == 0:
+            continue
+        for prev, v, n in old:
+            if v.shape != vecs[i].shape or n == 0:
+                continue
+            cos = _cos(exact_dot(vecs[i], v), norms[i], n)
+            if cos >= p.copy_cosine:
+                own = prev.participant.lower() == c.participant.lower()
+                reason = "free-ride-replay" if own else "copy-stale"
+                whose = "its own" if own else f"{prev.participant}'s"
+                flags[c.participant] = Flag(reason, f"cosine {cos:.6f} to {whose} update of the previous round (threshold {p.copy_cosine:g})")
+                break
 
 
 def _flag_noise(

@@ -1,10 +1,12 @@
 """One round, derived: from the round's inputs to the global model, the scores and the manifest.
 
-This is the single function both the coordinator (to finalise a round) and the
-auditor (to check it) run. It is pure: the same inputs give the same global model
-bytes, the same scores and the same manifest bytes, on any machine. Everything
-time-dependent (which updates could be fetched before the deadline) is an input,
-recorded in the manifest.
+This is the single function the coordinator (to finalise a round), the auditor (to check
+it) and every participant (to check the model it is about to train on) run. It is pure:
+the same inputs give the same global model bytes, the same scores and the same manifest
+bytes, on any machine. Everything time-dependent (which updates could be fetched before
+the reveal window closed) is an input, recorded in the manifest; everything else comes
+from the chain (the members eligible when the round opened, the submissions, the quorum)
+and the store (the descriptor, the base model, the scoring set, last round's updates).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.defences import DefenceParams
 from federation.rounds.scoring import ScoringRule, round_seed
 from federation.rounds.strategies import Strategy, strategy_from_name
-from federation.rounds.validation import SubmissionInput, Verdict, validate_submission
+from federation.rounds.validation import Binding, SubmissionInput, Verdict, validate_submission
+from federation.updates import NO_LEDGER
 from flows import FlowDataset
 from ipfs import cid_to_digest, content_cid
 
@@ -35,10 +38,16 @@ class RoundInputs:
     descriptor: Descriptor
     base_model: bytes  # canonical bytes of the round's base model
     base_weights: Mapping[str, np.ndarray]
-    state_in: bytes | None  # strategy state after the previous finalised round (None before the first)
+    state_in: bytes | None  # strategy state after the base round, re-derived (None before the first)
     submissions: Sequence[SubmissionInput]  # in on-chain order
-    absent: Sequence[str] = ()  # registered participants that did not submit
-    validation: FlowDataset | None = None
+    eligible: Sequence[str] = ()  # the members the chain counted eligible when the round opened
+    validation: FlowDataset | None = None  # the scoring set: the round's hold-out, else the public validation set
+    scoring_set: str | None = None  # its CID, recorded in the manifest
+    chain_id: int = 0
+    ledger: str = NO_LEDGER
+    quorum: int = 1  # the ledger's minUpdates
+    base_round: int = 0  # the round whose model is the base (0 = genesis)
+    previous: Sequence[AcceptedUpdate] = ()  # the updates aggregated in the base round (replay detection)
     # False only in benchmarks of the model alone (scores are then 0); every real round is scored.
     score_contributions: bool = True
 
@@ -49,10 +58,18 @@ class RoundResult:
     state_out: bytes | None
     manifest: dict[str, Any]
     scores: dict[str, int]  # participant -> integer score, for every submitter (rejected ones score 0)
+    aggregated: list[str] = field(default_factory=list)  # the participants in the model, in address order: scored on chain
     verdicts: list[Verdict] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # the global model's tensors (global_model decoded)
     score_report: dict[str, Any] | None = None  # what scoring cost (evaluations, wall seconds), when it ran
+    accepted: list[AcceptedUpdate] = field(default_factory=list)  # the validated updates, decoded (for the next round)
+
+    @property
+    def aggregated_updates(self) -> list[AcceptedUpdate]:
+        """The decoded updates that went into the model: the next round's replay check compares against them."""
+        keep = set(self.aggregated)
+        return [u for u in self.accepted if u.participant in keep]
 
     @property
     def manifest_bytes(self) -> bytes:
@@ -78,12 +95,12 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     # The header binds the base model by the digest the chain records (its root block's sha2-256).
     base_hex = cid_to_digest(content_cid(inputs.base_model)).hex()
     rule, defences = scoring_of(desc)
+    binding = Binding(inputs.chain_id, inputs.ledger, inputs.round_id, base_hex)
     verdicts: list[Verdict] = []
     accepted: list[AcceptedUpdate] = []
     for sub in inputs.submissions:
-        verdict, delta = validate_submission(sub, inputs.round_id, base_hex, spec, desc.max_update_bytes)
+        verdict, delta = validate_submission(sub, binding, spec, desc.max_update_bytes)
         if delta is not None:
-            verdict.weight = strategy.effective_weight(sub.num_samples)
             accepted.append(AcceptedUpdate(sub.participant, sub.digest, sub.num_samples, delta))
         verdicts.append(verdict)
 
@@ -93,9 +110,12 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     assessed = assess_round(
         strategy=strategy, spec=spec, base_weights=inputs.base_weights, state=state, accepted=accepted,
         validation=inputs.validation, scoring=rule, seed=seed, defences=defences,
-        score_contributions=inputs.score_contributions,
+        score_contributions=inputs.score_contributions, previous=inputs.previous,
     )  # fmt: skip
     weights, new_state, order = assessed.weights, assessed.state, assessed.order
+    for v in verdicts:
+        if v.participant in assessed.samples:
+            v.weight = strategy.effective_weight(assessed.samples[v.participant])
     global_bytes = save_model_bytes(spec, weights)
     state_out = strategy.state_to_bytes(new_state) if new_state else None
     metrics: dict[str, Any] = _round_floats(assessed.metrics) if inputs.validation is not None else {}
@@ -104,11 +124,17 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     scoring_entry: dict[str, Any] = dict(desc.scoring)
     if assessed.report is not None and rule.rule == "gtg-shapley":
         scoring_entry["report"] = assessed.report.summary()
+    submitted = {s.participant for s in inputs.submissions}
 
     manifest = {
         "format": MANIFEST_FORMAT,
         "federation": inputs.descriptor_cid,
+        "chain_id": inputs.chain_id,
+        "ledger": inputs.ledger,
         "round": inputs.round_id,
+        "base_round": inputs.base_round,
+        "quorum": inputs.quorum,
+        "privacy": desc.privacy_mode,
         "base_model": content_cid(inputs.base_model),
         "global_model": content_cid(global_bytes),
         "strategy": {"name": strategy.name, "params": strategy.params()},
@@ -133,14 +159,16 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
             }
             for s, v in zip(inputs.submissions, verdicts, strict=True)
         ],
-        "absent": sorted(inputs.absent),
+        "absent": sorted(a for a in inputs.eligible if a not in submitted),
         "aggregation_order": order,
+        "bounds": assessed.bounds,
         "scoring": scoring_entry,
+        "scored_on": inputs.scoring_set or desc.validation,
         "validation": desc.validation,
         "metrics": metrics,
     }
     report = None if assessed.report is None else {**assessed.report.summary(), "seconds": round(assessed.report.seconds, 3)}
-    return RoundResult(global_bytes, state_out, manifest, scores, verdicts, metrics, weights, report)
+    return RoundResult(global_bytes, state_out, manifest, scores, list(order), verdicts, metrics, weights, report, accepted)
 
 
 def _round_floats(obj: Any) -> Any:

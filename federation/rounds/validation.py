@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from federation.model import ModelSpec
-from federation.privacy import check_claim
+from federation.privacy import check_claim, declared_mechanism_problem
 from federation.updates import InvalidUpdate, decode_update
 from ipfs import digest_to_cid
 
@@ -45,10 +45,35 @@ class Verdict:
     privacy: dict[str, Any] | None = None  # the update's declared DP mechanism, when it has one
 
 
+@dataclass(frozen=True)
+class Binding:
+    """What every update of a round must bind: the chain, the ledger, the round and its base."""
+
+    chain_id: int
+    ledger: str  # checksummed address
+    round_id: int
+    base_digest_hex: str
+
+
 def validate_submission(
-    sub: SubmissionInput, round_id: int, base_digest_hex: str, spec: ModelSpec, max_bytes: int
+    sub: SubmissionInput, binding: Binding, spec: ModelSpec, max_bytes: int
 ) -> tuple[Verdict, dict[str, np.ndarray] | None]:
-    """Decode and check one update against its on-chain record; never raises for bad content."""
+    """Decode and check one update against its on-chain record; never raises.
+
+    Anything that goes wrong while validating one update, expected (a malformed update) or
+    not (an accountant that runs out of memory on a hostile DP section), becomes that
+    update's recorded rejection: one member's bytes can never crash the round.
+    """
+    try:
+        return _validate(sub, binding, spec, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - by design: a hostile update must not end the round
+        detail = f"validating the update failed: {type(exc).__name__}: {str(exc)[:300]}"
+        return Verdict(sub.participant, False, "validation-error", detail), None
+
+
+def _validate(
+    sub: SubmissionInput, binding: Binding, spec: ModelSpec, max_bytes: int
+) -> tuple[Verdict, dict[str, np.ndarray] | None]:
     if sub.data is None:
         reason = sub.fetch_error or "unavailable"
         return Verdict(sub.participant, False, reason, f"update {sub.cid} could not be fetched ({reason})"), None
@@ -57,11 +82,15 @@ def validate_submission(
     except InvalidUpdate as exc:
         return Verdict(sub.participant, False, exc.reason, str(exc)), None
     checks = (
+        ("chain-mismatch", header.chain_id == binding.chain_id,
+         f"header is for chain {header.chain_id}, the ledger is on chain {binding.chain_id}"),
+        ("ledger-mismatch", header.ledger.lower() == binding.ledger.lower(),
+         f"header is for ledger {header.ledger}, not {binding.ledger}"),
         ("sender-mismatch", header.participant.lower() == sub.participant.lower(),
          f"header names {header.participant}, the chain's sender is {sub.participant}"),
-        ("round-mismatch", header.round_id == round_id, f"header is for round {header.round_id}, not {round_id}"),
-        ("base-mismatch", header.base_model == base_digest_hex,
-         f"header's base model {header.base_model[:12]}… is not this round's base {base_digest_hex[:12]}…"),
+        ("round-mismatch", header.round_id == binding.round_id, f"header is for round {header.round_id}, not {binding.round_id}"),
+        ("base-mismatch", header.base_model == binding.base_digest_hex,
+         f"header's base model {header.base_model[:12]}… is not this round's base {binding.base_digest_hex[:12]}…"),
         ("samples-mismatch", header.num_samples == sub.num_samples,
          f"header claims {header.num_samples} samples, the chain records {sub.num_samples}"),
         ("epsilon-mismatch", header.epsilon_milli == sub.epsilon_milli,
@@ -70,6 +99,11 @@ def validate_submission(
     for reason, ok, detail in checks:
         if not ok:
             return Verdict(sub.participant, False, reason, detail), None
+    if header.dp is not None:
+        # What an untrusted header may declare is bounded before any accountant sees it.
+        problem = declared_mechanism_problem(header.dp, header.num_samples)
+        if problem is not None:
+            return Verdict(sub.participant, False, "dp-section", f"update's DP section: {problem}"), None
     # The claimed epsilon must be what the declared DP mechanism costs (recomputed with the same accountant).
     problem = check_claim(header.dp, header.epsilon_milli)
     if problem is not None:

@@ -21,21 +21,21 @@ from federation.updates.format import (
     max_update_bytes,
 )
 from federation.updates.header import (
-    DP_FORMAT_VERSION,
     DP_SECTION_SIZE,
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
+    NO_LEDGER,
     UpdateHeader,
     read_header,
 )
 
 __all__ = [
-    "DP_FORMAT_VERSION",
     "DP_SECTION_SIZE",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "NO_LEDGER",
     "QUANT_CODES",
     "CodecParams",
     "InvalidUpdate",

@@ -3,36 +3,38 @@
 Layout (all integers little-endian)::
 
     0   4  magic  b"FLUP"
-    4   2  format version (1)
-    6  20  participant address
-   26   8  round id
-   34  32  base-model digest (sha256 of the canonical model file)
-   66  32  model-spec digest
-   98   8  num_samples
-  106   8  epsilon_milli (privacy spent this round, x1000; 0 = no DP)
-  114   4  top-k fraction in parts per million (0 = dense)
-  118   1  quantisation (0 = float32, 1 = int8)
-  119   1  zstd level used
-  120   4  quantisation block size (0 = one scale per tensor)
-  124   .  one zstd frame holding the payload
+    4   2  format version (3)
+    6   1  flags: bit 0 = a DP section follows the header
+    7   8  chain id of the ledger
+   15  20  ledger address
+   35  20  participant address
+   55   8  round id
+   63  32  base-model digest (the root digest the chain records)
+   95  32  model-spec digest
+  127   8  num_samples
+  135   8  epsilon_milli (privacy spent this round, x1000; 0 = no DP)
+  143   4  top-k fraction in parts per million (0 = dense)
+  147   1  quantisation (0 = float32, 1 = int8)
+  148   1  zstd level used
+  149   4  quantisation block size (0 = one scale per tensor)
+  153   .  the DP section (when flagged), then one zstd frame holding the payload
 
-Version 2 is version 1 with a 38-byte DP section between the header and the
-zstd frame, present exactly when the participant trained under differential
-privacy: it declares the mechanism the claimed ``epsilon_milli`` comes from,
-so the coordinator and any auditor can recompute that epsilon (and compose
-a member's spend across rounds) instead of taking it on trust::
+The update binds the chain, the ledger, the round and the base model, so it cannot be
+replayed in another federation, another round or on another base. With differential
+privacy, a 38-byte DP section declares the mechanism the claimed ``epsilon_milli`` comes
+from, so the coordinator and any auditor can recompute that epsilon (and compose a
+member's spend across rounds) instead of taking it on trust::
 
-  124   8  noise multiplier (float64)
-  132   8  sample rate (float64, in (0, 1])
-  140   4  steps (uint32)
-  144   8  clipping norm (float64)
-  152   8  delta (float64, in (0, 1))
-  160   1  level (0 = record-level DP-SGD, 1 = client-level update noising)
-  161   1  accountant (0 = RDP, 1 = PRV)
-  162   .  one zstd frame holding the payload
+    0   8  noise multiplier (float64)
+    8   8  sample rate (float64, in (0, 1])
+   16   4  steps (uint32)
+   20   8  clipping norm (float64)
+   28   8  delta (float64, in (0, 1))
+   36   1  level (0 = record-level DP-SGD, 1 = client-level update noising)
+   37   1  accountant (0 = RDP, 1 = PRV)
 
-The header is fixed-size binary rather than JSON so that there is exactly one
-encoding of each header and nothing to parse ambiguously on hostile input.
+The header is fixed-size binary rather than JSON so that there is exactly one encoding of
+each header and nothing to parse ambiguously on hostile input.
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ from federation.updates.codec import QUANT_CODES, QUANT_NAMES, CodecParams
 from federation.updates.errors import InvalidUpdate
 
 MAGIC = b"FLUP"
-FORMAT_VERSION = 1
-DP_FORMAT_VERSION = 2  # FORMAT_VERSION plus the DP section
-_HEADER = struct.Struct("<4sH20sQ32s32sQQIBBI")
-HEADER_SIZE = _HEADER.size  # 124
+FORMAT_VERSION = 3
+FLAG_DP = 0x01
+_KNOWN_FLAGS = FLAG_DP
+_HEADER = struct.Struct("<4sHBQ20s20sQ32s32sQQIBBI")
+HEADER_SIZE = _HEADER.size  # 153
+NO_LEDGER = "0x" + "00" * 20  # what a header binds when made outside any federation (simulations)
 _DP_SECTION = struct.Struct("<ddIddBB")
 DP_SECTION_SIZE = _DP_SECTION.size  # 38
 
@@ -75,7 +79,7 @@ def unpack_dp(data: bytes | memoryview) -> Mechanism:
 
 @dataclass(frozen=True)
 class UpdateHeader:
-    """What an update binds: who, which round, which base model, how many samples, how encoded, privacy spent."""
+    """What an update binds: which chain and ledger, who, which round and base, how many samples, how encoded, privacy spent."""
 
     participant: str
     round_id: int
@@ -84,32 +88,32 @@ class UpdateHeader:
     num_samples: int
     epsilon_milli: int = 0
     codec: CodecParams = field(default_factory=CodecParams)
-    dp: Mechanism | None = None  # the DP mechanism behind epsilon_milli (format version 2)
-    format_version: int = 0  # 0: derived (1 without a DP section, 2 with one)
+    dp: Mechanism | None = None  # the DP mechanism behind epsilon_milli
+    chain_id: int = 0
+    ledger: str = NO_LEDGER
 
     def __post_init__(self) -> None:
-        if not isinstance(self.participant, str) or not is_hex_address(self.participant):
-            raise InvalidUpdate("header", f"participant {self.participant!r} is not a 20-byte hex address")
-        object.__setattr__(self, "participant", to_checksum_address(self.participant))
+        for name in ("participant", "ledger"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not is_hex_address(value):
+                raise InvalidUpdate("header", f"{name} {value!r} is not a 20-byte hex address")
+            object.__setattr__(self, name, to_checksum_address(value))
         for name in ("base_model", "spec_digest"):
             value = getattr(self, name)
             digest = value.removeprefix("0x").lower() if isinstance(value, str) else ""
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise InvalidUpdate("header", f"{name} {value!r} is not a 32-byte hex digest")
             object.__setattr__(self, name, digest)
-        for name, low in (("round_id", 0), ("num_samples", 1), ("epsilon_milli", 0)):
+        for name, low in (("round_id", 0), ("num_samples", 1), ("epsilon_milli", 0), ("chain_id", 0)):
             value = getattr(self, name)
             if type(value) is not int or not low <= value < 2**63:
                 raise InvalidUpdate("header", f"{name} must be an integer in {low}..2^63-1, got {value!r}")
-        expected = FORMAT_VERSION if self.dp is None else DP_FORMAT_VERSION
-        if self.format_version == 0:
-            object.__setattr__(self, "format_version", expected)
-        elif self.format_version != expected:
-            raise InvalidUpdate(
-                "version", f"update format version {self.format_version} does not match its DP section (expected {expected})"
-            )
         if self.dp is not None and self.epsilon_milli == 0:
             raise InvalidUpdate("dp-section", "an update with a DP section must claim the epsilon it spent (epsilon_milli > 0)")
+
+    @property
+    def format_version(self) -> int:
+        return FORMAT_VERSION
 
     @property
     def size(self) -> int:
@@ -118,9 +122,10 @@ class UpdateHeader:
 
     def pack(self) -> bytes:
         c = self.codec
+        flags = FLAG_DP if self.dp is not None else 0
         return _HEADER.pack(
-            MAGIC, self.format_version, bytes.fromhex(self.participant[2:]), self.round_id,
-            bytes.fromhex(self.base_model), bytes.fromhex(self.spec_digest), self.num_samples,
+            MAGIC, FORMAT_VERSION, flags, self.chain_id, bytes.fromhex(self.ledger[2:]), bytes.fromhex(self.participant[2:]),
+            self.round_id, bytes.fromhex(self.base_model), bytes.fromhex(self.spec_digest), self.num_samples,
             self.epsilon_milli, c.topk_ppm, QUANT_CODES[c.quant], c.zstd_level, c.block,
         ) + (pack_dp(self.dp) if self.dp is not None else b"")  # fmt: skip
 
@@ -131,16 +136,17 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
         raise InvalidUpdate("too-large", f"update is {len(data)} bytes, over the limit of {max_bytes}")
     if len(data) < HEADER_SIZE:
         raise InvalidUpdate("truncated", f"update is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header")
-    (magic, version, addr, round_id, base, spec_d, n, eps, ppm, quant, level, block) = _HEADER.unpack_from(data, 0)
+    (magic, version, flags, chain_id, ledger, addr, round_id, base, spec_d, n, eps, ppm, quant, level, block) = (
+        _HEADER.unpack_from(data, 0)
+    )
     if magic != MAGIC:
         raise InvalidUpdate("magic", f"not a fedledger update (starts with {bytes(magic)!r}, expected {MAGIC!r})")
-    if version not in (FORMAT_VERSION, DP_FORMAT_VERSION):
-        raise InvalidUpdate(
-            "version",
-            f"update format version {version} is not supported (this build reads {FORMAT_VERSION} and {DP_FORMAT_VERSION})",
-        )
+    if version != FORMAT_VERSION:
+        raise InvalidUpdate("version", f"update format version {version} is not supported (this build reads {FORMAT_VERSION})")
+    if flags & ~_KNOWN_FLAGS:
+        raise InvalidUpdate("header", f"update header flags {flags:#04x} hold unknown bits")
     dp = None
-    if version == DP_FORMAT_VERSION:
+    if flags & FLAG_DP:
         if len(data) < HEADER_SIZE + DP_SECTION_SIZE:
             raise InvalidUpdate("truncated", f"update is {len(data)} bytes, shorter than its header and DP section")
         dp = unpack_dp(memoryview(data)[HEADER_SIZE:])
@@ -155,5 +161,6 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
         raise InvalidUpdate("codec", f"top-k of {ppm} parts per million is not canonical")
     return UpdateHeader(
         participant="0x" + bytes(addr).hex(), round_id=round_id, base_model=bytes(base).hex(),
-        spec_digest=bytes(spec_d).hex(), num_samples=n, epsilon_milli=eps, codec=codec, dp=dp, format_version=version,
+        spec_digest=bytes(spec_d).hex(), num_samples=n, epsilon_milli=eps, codec=codec, dp=dp, chain_id=chain_id,
+        ledger="0x" + bytes(ledger).hex(),
     )  # fmt: skip

@@ -69,7 +69,8 @@ def attacked_update(
         return produce_update(task, spec, base_weights, flip_labels(data), settings, feedback=feedback, privacy=privacy,
                               progress=progress)  # fmt: skip
     if kind in COPY or kind in FREE_RIDE:
-        header = UpdateHeader(task.participant, task.round_id, task.base_digest.hex(), spec.digest(), len(data), 0, settings.codec)
+        header = UpdateHeader(task.participant, task.round_id, task.base_digest.hex(), spec.digest(), len(data), 0, settings.codec,
+                              chain_id=task.chain_id, ledger=task.ledger)  # fmt: skip
         trained = Trained({}, len(data))
         if kind == "copy" and victim is not None:
             return ProducedUpdate(copy_update(victim, header, spec), header, trained, feedback)

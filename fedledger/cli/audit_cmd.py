@@ -29,10 +29,12 @@ def _print_report(report) -> None:  # noqa: ANN001
     t = Table(title=f"audit of {report.ledger}: {'every round verified' if report.ok else 'DISCREPANCIES'}")
     for col in ("round", "state", "verdict", "accepted", "rejected", "seconds", "details"):
         t.add_column(col)
+    colour = {"verified": "green", "mismatch": "red", "disputed": "red", "unverifiable": "yellow"}
     for v in report.rounds:
+        verdict = v.verdict
         t.add_row(
-            str(v.round_id), v.state, ("[green]verified" if v.ok else "[red]MISMATCH") if v.state == "finalized" else "-",
-            str(v.accepted), str(v.rejected), f"{v.seconds:.2f}", "; ".join(v.mismatches + v.notes),
+            str(v.round_id), v.state, f"[{colour.get(verdict, 'white')}]{verdict}", str(v.accepted), str(v.rejected),
+            f"{v.seconds:.2f}", "; ".join(v.mismatches + v.disputed + v.unavailable + v.notes),
         )  # fmt: skip
     console.print(t)
     for m in report.mismatches:

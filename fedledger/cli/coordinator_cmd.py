@@ -36,8 +36,13 @@ app = typer.Typer(help="Run the off-chain coordinator.", no_args_is_help=True)
 def coordinator_run(
     rounds: int = typer.Option(None, "--rounds", help="Stop once the ledger holds this many finalised rounds."),
     round_seconds: int = typer.Option(None, "--round-seconds", help="Seconds from opening a round to its deadline."),
-    fetch_timeout: float = typer.Option(None, "--fetch-timeout", help="Seconds to keep retrying an update fetch."),
+    fetch_timeout: float = typer.Option(
+        None, "--fetch-timeout", help="The reveal window: seconds to wait for members' bytes once submissions close "
+        "(default: the descriptor's)."
+    ),
     fetch_workers: int = typer.Option(None, "--fetch-workers", help="Parallel update fetches."),
+    holdout_dir: Path = typer.Option(None, "--holdout-dir", help="The scoring hold-outs `fedledger deploy` wrote (revealed one per round)."),
+    archive_dir: Path = typer.Option(None, "--archive-dir", help="Also keep every accepted update as a CAR file here."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
     ledger: str = LedgerOpt,
@@ -72,7 +77,10 @@ def coordinator_run(
 
         service = CoordinatorService(
             attach_ledger(cfg, account), open_configured_store(cfg), require(f.descriptor, "federation descriptor", "--descriptor"),
-            settings=CoordinatorSettings(f.round_seconds, f.fetch_timeout, f.fetch_workers, f.poll_seconds),
+            settings=CoordinatorSettings(
+                f.round_seconds, f.fetch_timeout, f.fetch_workers, f.poll_seconds, holdout_dir=holdout_dir,
+                archive_dir=archive_dir,
+            ),
             on_event=show,
         )  # fmt: skip
         outcomes = service.run(rounds=rounds if rounds is not None else f.rounds)

@@ -24,7 +24,7 @@ from fedledger.cli.common import (
     load_signer,
     open_configured_store,
 )
-from fedledger.config import dump_config
+from fedledger.config import ConfigError, dump_config
 
 DATA_FORMATS = ("flowset", "synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 
@@ -41,7 +41,14 @@ def deploy(
     scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out or gtg-shapley."),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes of the MLP."),
     seed: int = typer.Option(0, "--seed", help="Federation seed (genesis weights, training seeds)."),
-    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator address (default: the deployer)."),
+    coordinator: str = typer.Option(None, "--coordinator", help="Coordinator address: a key other than the admin's."),
+    dev_same_key: bool = typer.Option(
+        False, "--dev-same-key", help="Development only: let the admin's key coordinate too (no separation of roles)."
+    ),
+    holdouts: int = typer.Option(5, "--holdouts", help="Scoring hold-outs drawn from the validation pool (0: score on public data)."),
+    holdout_dir: Path = typer.Option(None, "--holdout-dir", help="Where the hold-outs are written, for the coordinator to keep."),
+    reveal_seconds: int = typer.Option(30, "--reveal-seconds", help="How long the coordinator waits for members' bytes after submissions close."),
+    abort_grace: int = typer.Option(3600, "--abort-grace", help="Seconds after a round's deadline from which any member may abort it."),
     out: Path = typer.Option(None, "--out", help="Write the federation TOML here."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
@@ -54,13 +61,21 @@ def deploy(
 ) -> None:
     """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
     from federation.flowset import load_flowset
-    from fedledger.config import ConfigError
     from fedledger.deploy import create_federation
     from flows import load_dataset, schema_for
     from flows.synthetic import generate
 
     cfg = chain_config(config, rpc_url, None, chain_id, store, ipfs_api)
     account = load_signer(keystore, password_file, key_env)
+    if coordinator is None and not dev_same_key:
+        raise ConfigError(
+            "no coordinator given: the coordinator must be another key than the admin's",
+            hint="pass --coordinator ADDRESS (create a key with `fedledger keys new`), or --dev-same-key on a test chain",
+        )
+    if coordinator is not None and coordinator.lower() == account.address.lower() and not dev_same_key:
+        raise ConfigError("the coordinator is the admin's own key", hint="use a separate key, or --dev-same-key on a test chain")
+    if holdouts and holdout_dir is None:
+        raise ConfigError("the scoring hold-outs need a directory", hint="pass --holdout-dir DIR (give it to the coordinator), or --holdouts 0")
     st = open_configured_store(cfg)
     normaliser = None
     if stats:
@@ -80,10 +95,14 @@ def deploy(
     fed = create_federation(
         rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
         hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
-        seed=seed, coordinator=coordinator, expected_chain_id=cfg.chain.chain_id,
-        normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring,
+        seed=seed, coordinator=coordinator or account.address, expected_chain_id=cfg.chain.chain_id,
+        normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring, holdouts=holdouts,
+        holdout_dir=holdout_dir, reveal_seconds=reveal_seconds, abort_grace=abort_grace,
     )  # fmt: skip
-    cfg = cfg.with_overrides(chain={"ledger": fed.ledger.address}, federation={"descriptor": fed.descriptor_cid})
+    # chain_id goes into the file too: everyone who receives it then refuses any other chain.
+    cfg = cfg.with_overrides(
+        chain={"ledger": fed.ledger.address, "chain_id": fed.ledger.chain_id}, federation={"descriptor": fed.descriptor_cid}
+    )
     if out:
         out.write_text(dump_config(cfg), encoding="utf-8")
     table = Table(title="federation created", show_header=False)
@@ -114,7 +133,59 @@ def register(
     console.print(f"registered {participant} ({name}); gas {tx.gas_used:,}")
 
 
+admin_app = typer.Typer(help="Govern the federation (admin only): members, the coordinator, rounds, the lineage.", no_args_is_help=True)
+
+
+def _admin(config, rpc_url, ledger, chain_id, keystore, password_file, key_env):  # noqa: ANN001, ANN202
+    cfg = chain_config(config, rpc_url, ledger, chain_id, None, None)
+    return attach_ledger(cfg, load_signer(keystore, password_file, key_env))
+
+
+@admin_app.command("remove-participant")
+def remove_participant(
+    participant: str = typer.Argument(..., help="The member's address."),
+    config: Path = ConfigOpt, rpc_url: str = RpcOpt, ledger: str = LedgerOpt, chain_id: int = ChainIdOpt,
+    keystore: Path = KeystoreOpt, password_file: Path = PasswordFileOpt, key_env: str = KeyEnvOpt,
+) -> None:
+    """End a member's membership (its history stays on record)."""
+    tx = _admin(config, rpc_url, ledger, chain_id, keystore, password_file, key_env).remove_participant(participant)
+    console.print(f"removed {participant}; gas {tx.gas_used:,}")
+
+
+@admin_app.command("set-coordinator")
+def set_coordinator(
+    coordinator: str = typer.Argument(..., help="The new coordinator's address."),
+    config: Path = ConfigOpt, rpc_url: str = RpcOpt, ledger: str = LedgerOpt, chain_id: int = ChainIdOpt,
+    keystore: Path = KeystoreOpt, password_file: Path = PasswordFileOpt, key_env: str = KeyEnvOpt,
+) -> None:
+    """Appoint another coordinator."""
+    tx = _admin(config, rpc_url, ledger, chain_id, keystore, password_file, key_env).set_coordinator(coordinator)
+    console.print(f"coordinator is now {coordinator}; gas {tx.gas_used:,}")
+
+
+@admin_app.command("abort")
+def abort(
+    round_id: int = typer.Argument(..., help="The open round."),
+    config: Path = ConfigOpt, rpc_url: str = RpcOpt, ledger: str = LedgerOpt, chain_id: int = ChainIdOpt,
+    keystore: Path = KeystoreOpt, password_file: Path = PasswordFileOpt, key_env: str = KeyEnvOpt,
+) -> None:
+    """Abort an open round that nobody closed, once its deadline plus the grace period has passed (any member may too)."""
+    tx = _admin(config, rpc_url, ledger, chain_id, keystore, password_file, key_env).abort_round(round_id)
+    console.print(f"aborted round {round_id}; gas {tx.gas_used:,}")
+
+
+@admin_app.command("rebase")
+def rebase(
+    round_id: int = typer.Argument(..., help="The finalized round to start again from (0 = genesis)."),
+    config: Path = ConfigOpt, rpc_url: str = RpcOpt, ledger: str = LedgerOpt, chain_id: int = ChainIdOpt,
+    keystore: Path = KeystoreOpt, password_file: Path = PasswordFileOpt, key_env: str = KeyEnvOpt,
+) -> None:
+    """Move the lineage's head back to an earlier finalized round: the way back from a bad global model."""
+    tx = _admin(config, rpc_url, ledger, chain_id, keystore, password_file, key_env).rebase_lineage(round_id)
+    console.print(f"the next round starts from round {round_id}'s model; gas {tx.gas_used:,}")
+
 
 def register_commands(app: typer.Typer) -> None:
     app.command("deploy")(deploy)
     app.command("register")(register)
+    app.add_typer(admin_app, name="admin")

@@ -97,7 +97,7 @@ def participant_run(
     t = cfg.training
     with _progress(enabled=not events) as (on_event, on_progress):
         service = participant_service()(
-            attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
+            attach_ledger(cfg, account), st, desc, local, state_dir=state_dir, descriptor_cid=cfg.federation.descriptor,
             settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
             poll_seconds=cfg.federation.poll_seconds, on_event=event_printer(events) if events else on_event,
             on_progress=on_progress,

@@ -123,7 +123,8 @@ def _load_data(opts: DemoOptions):  # noqa: ANN202
     from flows.synthetic import generate
 
     if opts.dataset == "synthetic":
-        return generate(opts.records, opts.seed), generate(3000, opts.seed + 1), generate(6000, opts.seed + 2), None
+        # The validation pool is split at deployment into the public validation set and the scoring hold-outs.
+        return generate(opts.records, opts.seed), generate(6000, opts.seed + 1), generate(6000, opts.seed + 2), None
     from flows import load_split
 
     split = load_split(opts.dataset, opts.train, opts.test, seed=opts.seed)
@@ -169,14 +170,15 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         f"organisations; public validation {len(validation):,}; test {len(test):,}"
     )
 
-    with LocalAnvil(accounts=opts.participants + 1, state_path=out / "chain-state.json") as chain:
-        admin, *orgs = chain.accounts
+    with LocalAnvil(accounts=opts.participants + 2, state_path=out / "chain-state.json") as chain:
+        admin, coordinator_key, *orgs = chain.accounts
         min_updates = opts.min_updates or max(1, (opts.participants * 3 + 4) // 5)
+        holdout_dir = out / "coordinator" / "holdouts"  # the coordinator's private copy of the scoring hold-outs
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
-            strategy=opts.strategy, strategy_params=opts.strategy_params, min_updates=min_updates, seed=opts.seed,
-            scoring=opts.scoring,
-            normaliser=normaliser,
+            coordinator=coordinator_key.address, strategy=opts.strategy, strategy_params=opts.strategy_params,
+            min_updates=min_updates, seed=opts.seed, scoring=opts.scoring, normaliser=normaliser,
+            holdout_dir=holdout_dir, reveal_seconds=15, abort_grace=max(60, opts.round_seconds),
         )  # fmt: skip
         planted = plant([a.address for a in orgs], attack_specs, opts.seed) if attack_specs else {}
         ledger = fed.ledger
@@ -223,8 +225,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                     status.update(status_text(kind, info))
 
                 coordinator = CoordinatorService(
-                    ledger, store, fed.descriptor_cid,
-                    settings=CoordinatorSettings(round_seconds=opts.round_seconds, fetch_timeout=20.0),
+                    ledger.with_account(coordinator_key), store, fed.descriptor_cid,
+                    settings=CoordinatorSettings(round_seconds=opts.round_seconds, holdout_dir=holdout_dir),
                     on_event=on_event,
                 )  # fmt: skip
                 outcomes = coordinator.run(rounds=opts.rounds)
