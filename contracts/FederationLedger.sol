@@ -242,21 +242,21 @@ contract FederationLedger {
 
     /**
      * @notice Starts a ledger whose lineage begins at `genesisModel`; the deployer is admin.
-     * @param genesisModel Digest of the initial model every first round must start from.
-     * @param descriptor Digest of the federation descriptor (model spec, strategy, limits).
-     * @param minUpdates Quorum: scored updates a round needs to be finalized (at least 1).
-     * @param abortGrace Seconds after a round's deadline from which any member may abort it.
-     * @param secureAggregation Whether rounds run the secure-aggregation phases.
+     * @param genesis Digest of the initial model every first round must start from.
+     * @param descriptorDigest Digest of the federation descriptor (model spec, strategy, limits).
+     * @param quorum Scored updates a round needs to be finalized (at least 1).
+     * @param grace Seconds after a round's deadline from which any member may abort it.
+     * @param secure Whether rounds run the secure-aggregation phases.
      */
-    constructor(bytes32 genesisModel, bytes32 descriptor, uint32 minUpdates, uint64 abortGrace, bool secureAggregation) {
-        if (genesisModel == bytes32(0)) revert EmptyModel();
-        if (descriptor == bytes32(0)) revert EmptyDescriptor();
-        if (minUpdates == 0) revert InvalidMinUpdates(minUpdates);
-        _genesisModel = genesisModel;
-        _descriptor = descriptor;
-        _minUpdates = minUpdates;
-        _abortGrace = abortGrace;
-        _secureAggregation = secureAggregation;
+    constructor(bytes32 genesis, bytes32 descriptorDigest, uint32 quorum, uint64 grace, bool secure) {
+        if (genesis == bytes32(0)) revert EmptyModel();
+        if (descriptorDigest == bytes32(0)) revert EmptyDescriptor();
+        if (quorum == 0) revert InvalidMinUpdates(quorum);
+        _genesisModel = genesis;
+        _descriptor = descriptorDigest;
+        _minUpdates = quorum;
+        _abortGrace = grace;
+        _secureAggregation = secure;
         _admin = msg.sender;
         emit AdminTransferred(address(0), msg.sender);
     }
@@ -351,15 +351,14 @@ contract FederationLedger {
     /**
      * @notice Moves the lineage's head back to finalized round `roundId` (0 = genesis), the governed
      * way back from a bad global model: the next round starts from that round's model.
-     * @dev Admin only; no round may be open; `roundId` must be finalized and not after the head.
+     * @dev Admin only; no round may be open; `roundId` must be on the current lineage (the head or one of its
+     * ancestors, up to 1,024 rounds back), so a model once rebased away cannot be brought back this way.
      */
     function rebaseLineage(uint256 roundId) external onlyAdmin {
         uint32 current = _currentRound;
         if (current != 0 && _rounds[current].state == RoundState.Open) revert RoundStillOpen(current);
         uint32 head = _latestFinalizedRound;
-        if (roundId > head || (roundId != 0 && _rounds[roundId].state != RoundState.Finalized)) {
-            revert NotRebaseTarget(roundId);
-        }
+        if (!_onLineage(head, roundId)) revert NotRebaseTarget(roundId);
         _latestFinalizedRound = uint32(roundId);
         emit LineageRebased(head, roundId, latestModel());
     }
@@ -391,6 +390,10 @@ contract FederationLedger {
         uint32 next = current + 1;
         _currentRound = next;
         Round storage round = _rounds[next];
+        // Non-zero placeholders: finalizing then overwrites written slots (5,000 gas each) rather than
+        // fresh ones (22,100). Neither is read before the round is finalized.
+        round.model = bytes32(uint256(1));
+        round.manifest = bytes32(uint256(1));
         round.deadline = deadline;
         round.state = RoundState.Open;
         round.baseRound = _latestFinalizedRound;
@@ -408,9 +411,9 @@ contract FederationLedger {
      */
     function publishShares(uint256 roundId, bytes32 bundle) external {
         if (!_secureAggregation) revert NotSecureAggregation();
-        Member storage member = _eligibleMember(roundId);
         Round storage round = _rounds[roundId];
         if (round.state != RoundState.Open) revert RoundNotOpen(roundId);
+        Member storage member = _eligibleMember(roundId);
         if (_sharePhaseClosed(round)) revert SharePhaseClosed(roundId, round.shareDeadline);
         if (bundle == bytes32(0)) revert EmptyUpdate(roundId);
         if (member.lastShareRound == roundId) revert AlreadyPublished(roundId, msg.sender);
@@ -432,9 +435,9 @@ contract FederationLedger {
      * (0 = no differential privacy).
      */
     function submitUpdate(uint256 roundId, bytes32 update, uint64 numSamples, uint32 epsilonMilli) external {
-        Member storage member = _eligibleMember(roundId);
         Round storage round = _rounds[roundId];
         if (round.state != RoundState.Open) revert RoundNotOpen(roundId);
+        Member storage member = _eligibleMember(roundId);
         if (_secureAggregation) {
             if (!_sharePhaseClosed(round)) revert SharePhaseOpen(roundId, round.shareDeadline);
             if (member.lastShareRound != roundId) revert NotSharer(roundId, msg.sender);
@@ -491,14 +494,14 @@ contract FederationLedger {
      * @param globalModel Digest of the aggregated model; not zero.
      * @param manifest Digest of the round manifest (accepted and rejected updates, reasons,
      * aggregation parameters); not zero.
-     * @param participants The aggregated submitters, in any order.
-     * @param scores Contribution score of each entry of `participants`.
+     * @param aggregated The aggregated submitters, in any order.
+     * @param scores Contribution score of each entry of `aggregated`.
      */
     function finalizeRound(
         uint256 roundId,
         bytes32 globalModel,
         bytes32 manifest,
-        address[] calldata participants,
+        address[] calldata aggregated,
         int32[] calldata scores
     ) external onlyCoordinator {
         Round storage round = _rounds[roundId];
@@ -506,13 +509,13 @@ contract FederationLedger {
         if (!_submissionsClosed(round)) {
             revert SubmissionsStillOpen(roundId, round.deadline, round.submissionCount, _expected(round));
         }
-        if (participants.length != scores.length) revert LengthMismatch(participants.length, scores.length);
-        if (participants.length < _minUpdates) revert QuorumNotReached(participants.length, _minUpdates);
+        if (aggregated.length != scores.length) revert LengthMismatch(aggregated.length, scores.length);
+        if (aggregated.length < _minUpdates) revert QuorumNotReached(aggregated.length, _minUpdates);
         if (globalModel == bytes32(0)) revert EmptyModel();
         if (manifest == bytes32(0)) revert EmptyManifest();
 
-        for (uint256 i = 0; i < participants.length; ++i) {
-            _recordScore(roundId, participants[i], scores[i]);
+        for (uint256 i = 0; i < aggregated.length; ++i) {
+            _recordScore(roundId, aggregated[i], scores[i]);
         }
 
         round.model = globalModel;
@@ -520,7 +523,7 @@ contract FederationLedger {
         round.state = RoundState.Finalized;
         round.closedBlock = uint40(block.number);
         _latestFinalizedRound = uint32(roundId);
-        emit RoundFinalized(roundId, globalModel, manifest, round.submissionCount, participants.length);
+        emit RoundFinalized(roundId, globalModel, manifest, round.submissionCount, aggregated.length);
     }
 
     /**
@@ -809,6 +812,17 @@ contract FederationLedger {
         latest.score = score;
         _members[participant].totalScore += score;
         emit ContributionScored(roundId, participant, score);
+    }
+
+    /// Whether `roundId` (0 = genesis) is `head` or one of its ancestors, at most 1,024 rounds back.
+    function _onLineage(uint32 head, uint256 roundId) private view returns (bool) {
+        if (roundId == 0) return true;
+        uint32 step = head;
+        for (uint256 i = 0; i <= 1024 && step >= roundId && step != 0; ++i) {
+            if (step == roundId) return true;
+            step = _rounds[step].baseRound;
+        }
+        return false;
     }
 
     function _roundOrRevert(uint256 roundId) private view returns (Round storage round) {

@@ -447,19 +447,34 @@ class Ledger:
 
     def participant_rounds(self, participant: str) -> list[int]:
         """The rounds the participant submitted to, oldest first (walks its events back block by block)."""
+        return [int(e.args["roundId"]) for e in self.submission_events(participant)]
+
+    def submission_events(self, participant: str) -> list[LedgerEvent]:
+        """The participant's UpdateSubmitted events, oldest first, walked back from its latest block by block.
+
+        Two of its submissions may share a block (a round closed and the next opened in it): at each
+        block the walk takes the latest round it has not yet passed.
+        """
         address = as_address(participant, "participant")
-        count, _, block = self.submission_history(address)
-        rounds: list[int] = []
-        while block and len(rounds) < count:
-            events = self.get_events(("UpdateSubmitted",), from_block=block, to_block=block, participant=address)
-            if not events:
+        count, last_round, block = self.submission_history(address)
+        found: list[LedgerEvent] = []
+        below = last_round + 1
+        while block and len(found) < count:
+            here = [
+                e for e in self.get_events(("UpdateSubmitted",), from_block=block, to_block=block, participant=address)
+                if int(e.args["roundId"]) < below
+            ]  # fmt: skip
+            if not here:
                 raise errors.LedgerError(
-                    f"no UpdateSubmitted log of {address} in block {block}, though the contract points there",
+                    f"no UpdateSubmitted log of {address} before round {below} in block {block}, though the contract "
+                    "points there",
                     hint="the node may be pruning logs or still syncing; query an archive node",
                 )
-            rounds.append(int(events[-1].args["roundId"]))
-            block = int(events[-1].args["previousBlock"])
-        return rounds[::-1]
+            event = max(here, key=lambda e: int(e.args["roundId"]))
+            found.append(event)
+            below = int(event.args["roundId"])
+            block = int(event.args["previousBlock"])
+        return found[::-1]
 
     def total_score(self, participant: str) -> int:
         return int(self._call("totalScore", as_address(participant, "participant")))

@@ -135,14 +135,10 @@ def round_record(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_
 def participant_history(ledger: Ledger, participant: str, *, page_size: int = DEFAULT_LOG_PAGE) -> ParticipantHistory:
     """A participant's rounds, digests, samples, privacy spend and scores (walked back block by block)."""
     address = as_address(participant, "participant")
-    count, _, block = ledger.submission_history(address)
     latest: int | None = None
     records: list[SubmissionRecord] = []
-    while block and len(records) < count:
-        here = ledger.get_events(("UpdateSubmitted",), from_block=block, to_block=block, participant=address, page_size=page_size)
-        if not here:
-            raise _pruned(f"no UpdateSubmitted log of {address} in block {block}, though the contract points there")
-        event = here[-1]
+    for event in ledger.submission_events(address):
+        block = event.block_number
         round_id = int(event.args["roundId"])
         info = ledger.get_round(round_id)
         if info.closed_block is not None:
@@ -155,14 +151,13 @@ def participant_history(ledger: Ledger, participant: str, *, page_size: int = DE
             page_size=page_size,
         )  # fmt: skip
         records.append(_record(event, int(scored[0].args["score"]) if scored else None))
-        block = int(event.args["previousBlock"])
     return ParticipantHistory(
         participant=address,
         name=ledger.participant_name(address),
         active=ledger.is_participant(address),
         total_score=ledger.total_score(address),
         total_epsilon_milli=ledger.total_epsilon_milli(address),
-        submissions=tuple(records[::-1]),
+        submissions=tuple(records),
     )
 
 

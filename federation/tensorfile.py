@@ -13,6 +13,7 @@ safetensors file: ``safetensors.numpy.load`` reads it (a test checks this).
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 
@@ -116,7 +117,7 @@ def load_tensors(data: bytes, *, max_bytes: int | None = None) -> tuple[dict[str
             raise InvalidTensorFile("shape", f"tensor {name!r}: shape {shape!r} is not a list of sizes")
         if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)):
             raise InvalidTensorFile("offsets", f"tensor {name!r}: data_offsets {offs!r} is not [begin, end]")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)  # Python integers: a hostile shape cannot wrap around int64
         if offs[0] != expected_offset or offs[1] - offs[0] != count * dtype.itemsize or offs[1] > len(body):
             raise InvalidTensorFile(
                 "offsets",

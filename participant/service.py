@@ -316,8 +316,10 @@ class ParticipantService:
         done: list[Submitted] = []
         idle_since = time.monotonic()
         backoff = Backoff(initial=max(0.5, self.poll_seconds))
-        while not stop.is_set() and (rounds is None or len(done) < rounds or self._unrevealed(done)):
+        while not stop.is_set():
             try:
+                if rounds is not None and len(done) >= rounds and not self._unrevealed(done):
+                    break
                 outcome = self.step() if rounds is None or len(done) < rounds else self._reveal_last(done)
             except (RoundMissed, BaseRefused) as exc:
                 log.warning("round skipped: %s", exc)

@@ -9,13 +9,14 @@ attack harness. A planted member deviates from the honest path of
 * poisoners (``sign-flip``, ``scale10``, ``scale100``, ``same-value``) train, then
   replace the delta before encoding it;
 * copiers and free-riders do not train at all: they re-send another member's payload
-  under their own header, or invent one.
+  under their own header, or invent one. Members commit to their updates before any of
+  them is readable, so a copier in a real round can only replay another member's update
+  of the previous round (which the round's replay check flags as ``copy-stale``).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -36,7 +37,7 @@ from flows import FlowDataset
 from ipfs import digest_to_cid
 from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
-from participant.service import ParticipantService, RoundMissed
+from participant.service import ParticipantService
 from participant.update import (
     ProducedUpdate,
     RoundTask,
@@ -94,24 +95,29 @@ class AttackingParticipant(ParticipantService):
         self.attack = attack
 
     def make_update(self, task: RoundTask, base_weights: dict, deadline: int) -> ProducedUpdate:
-        victim = self._wait_for_victim(task.round_id, deadline) if self.attack in COPY else None
+        kind = self.attack
+        victim = self._last_rounds_update(task.round_id) if kind in COPY else None
+        if kind in COPY and victim is None:
+            kind = "free-ride"  # nothing to copy yet (the first round): it sends the base unchanged instead
         return attacked_update(
-            self.attack, task, self.descriptor.spec, base_weights, self.data, self.settings, victim=victim,
+            kind, task, self.descriptor.spec, base_weights, self.data, self.settings, victim=victim,
             noise_seed=self.descriptor.seed, feedback=self._error_feedback(), privacy=self.privacy,
             progress=self._on_progress,
         )  # fmt: skip
 
-    def _wait_for_victim(self, round_id: int, deadline: int) -> bytes:
-        """A copier waits for someone else's update of this round and fetches its bytes."""
-        while True:
-            others = [a for a in self.ledger.submitters(round_id) if a.lower() != self.address.lower()]
-            if others:
-                sub = self.ledger.get_submission(round_id, others[0])
-                if sub is not None:
-                    return self.store.get(digest_to_cid(sub.update))
-            if self.ledger.now() >= deadline - self.settings.deadline_margin:
-                raise RoundMissed(f"round {round_id}: nobody submitted an update to copy before the deadline")
-            time.sleep(self.poll_seconds)
+    def _last_rounds_update(self, round_id: int) -> bytes | None:
+        """Another member's update of the round this one builds on: the only bytes a copier can read in time."""
+        from federation.manifest import Manifest
+
+        base_round = self.ledger.round_phases(round_id).base_round
+        if not base_round:
+            return None
+        info = self.ledger.get_round(base_round)
+        manifest = Manifest.parse(self.store.get(digest_to_cid(info.manifest)))
+        for entry in manifest.submissions:  # an update that went into the model: real work worth copying
+            if entry.participant in manifest.aggregation_order and entry.participant.lower() != self.address.lower():
+                return self.store.get(entry.update)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

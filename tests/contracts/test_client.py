@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from web3 import Web3
 
@@ -15,6 +16,7 @@ from contracts import errors
 from contracts.anvil import LocalAnvil
 from contracts.build import load_artifact
 from contracts.client import Ledger
+from tests.contracts.conftest import two_rounds_in_one_block
 
 ZERO = "0x" + "00" * 20
 
@@ -71,16 +73,30 @@ def test_attach_refuses_other_bytecode(anvil, accounts):
         Ledger.attach(anvil.rpc_url, receipt["contractAddress"])
 
 
+def _constructor_args(genesis: bytes, descriptor: bytes, min_updates: int, grace: int, secure: bool) -> str:
+    return abi_encode(["bytes32", "bytes32", "uint32", "uint64", "bool"], [genesis, descriptor, min_updates, grace, secure]).hex()
+
+
 def test_attach_refuses_a_ledger_built_differently(anvil, accounts):
     """Same length, one byte different in the metadata hash: still refused."""
     artifact = load_artifact()
     code = bytearray(bytes.fromhex(artifact.bytecode[2:]))
     code[-10] ^= 0xFF  # inside the trailing CBOR metadata hash, never executed
-    args = os.urandom(32).hex() + (1).to_bytes(32, "big").hex()
+    args = _constructor_args(os.urandom(32), os.urandom(32), 1, 3600, False)
     receipt = _send_raw(anvil, accounts[8], "0x" + code.hex() + args)
     assert int(receipt["status"], 16) == 1
     with pytest.raises(errors.AttachRefused, match="same length but different bytes"):
         Ledger.attach(anvil.rpc_url, receipt["contractAddress"])
+
+
+def test_attach_accepts_any_immutables_and_reads_them(anvil, accounts):
+    """The constructor writes genesis, descriptor, quorum, grace and mode into the runtime code;
+    attach compares the code with those bytes masked, so every deployment of the artifact attaches."""
+    genesis, descriptor = os.urandom(32), os.urandom(32)
+    receipt = _send_raw(anvil, accounts[8], load_artifact().bytecode + _constructor_args(genesis, descriptor, 7, 5, True))
+    ledger = Ledger.attach(anvil.rpc_url, receipt["contractAddress"])
+    assert (ledger.genesis_model(), ledger.descriptor_digest()) == (genesis, descriptor)
+    assert (ledger.min_updates(), ledger.abort_grace(), ledger.secure_aggregation()) == (7, 5, True)
 
 
 def test_attach_and_deploy_refuse_the_wrong_chain(deploy_ledger, anvil, accounts):
@@ -213,22 +229,26 @@ def test_nonce_resyncs_after_another_tool_used_the_key(deploy_ledger, anvil, acc
 
 
 def test_a_transaction_that_reverts_when_mined_raises_the_decoded_error(federation, anvil):
-    """Two participants race the same digest into one block: the loser's receipt has status 0
-    and the client replays it to name the custom error."""
+    """A participant restarted mid-send submits its update twice from two processes sharing its
+    key; both are estimated before either is mined, so the second reverts in the block. Its
+    receipt has status 0 and the client replays it to name the custom error."""
     fed = federation
     rid = fed.open_round()
-    update = os.urandom(32)
+    first, second = os.urandom(32), os.urandom(32)
+    sender = fed.participants[0]
+    other_process = sender.with_account(next(a for a in anvil.accounts if a.address == sender.account))
     outcomes: dict[int, object] = {}
 
-    def submit(i):
+    def submit(i, handle, update):
         try:
-            outcomes[i] = fed.participants[i].submit_update(rid, update, 10, 0)
+            outcomes[i] = handle.submit_update(rid, update, 10, 0)
         except errors.LedgerError as exc:
             outcomes[i] = exc
 
     anvil.rpc("evm_setAutomine", [False])
     try:
-        threads = [threading.Thread(target=submit, args=(i,)) for i in (0, 1)]
+        threads = [threading.Thread(target=submit, args=(0, sender, first)),
+                   threading.Thread(target=submit, args=(1, other_process, second))]  # fmt: skip
         for t in threads:
             t.start()
         deadline = time.monotonic() + 20
@@ -241,10 +261,51 @@ def test_a_transaction_that_reverts_when_mined_raises_the_decoded_error(federati
         anvil.rpc("evm_setAutomine", [True])
     failed = [o for o in outcomes.values() if isinstance(o, errors.LedgerError)]
     assert len(outcomes) == 2 and len(failed) == 1
-    assert isinstance(failed[0], errors.DuplicateUpdate)
-    assert failed[0].update == update and failed[0].tx_hash is not None
-    assert failed[0].tx_hash in str(failed[0])
+    assert isinstance(failed[0], errors.AlreadySubmitted)
+    landed = fed.admin.get_submission(rid, sender.account).update
+    assert failed[0].update == landed and landed in (first, second)
+    assert failed[0].tx_hash is not None and failed[0].tx_hash in str(failed[0])
     assert fed.admin.get_round(rid).submission_count == 1
+
+
+# ------------------------------------------------------------------ reading back from events
+
+
+def test_older_submissions_are_read_back_from_events(federation):
+    """Storage holds each member's latest submission only; get_submission, submissions,
+    submitters and participant_rounds read earlier ones from the events."""
+    fed = federation
+    a, b, _ = fed.participants
+    updates = {}
+    for round_id in (1, 2, 3):
+        fed.open_round()
+        for member in (a, b) if round_id != 2 else (a,):
+            updates[round_id, member.account] = os.urandom(32)
+            member.submit_update(round_id, updates[round_id, member.account], round_id, 10 * round_id)
+        fed.chain.increase_time(3601)
+        fed.coordinator.finalize_round(round_id, os.urandom(32), os.urandom(32), [a.account], [round_id])
+    raw = fed.admin.contract.functions.getSubmission(1, a.account).call()
+    assert not any(raw[0])  # a's latest submission is round 3's: round 1 is not in storage
+    old = fed.admin.get_submission(1, a.account)
+    assert (old.update, old.num_samples, old.epsilon_milli, old.score) == (updates[1, a.account], 1, 10, 1)
+    assert fed.admin.get_submission(1, b.account).score is None
+    assert fed.admin.get_submission(2, b.account) is None  # b skipped round 2
+    assert fed.admin.submitters(1) == [a.account, b.account]
+    assert fed.admin.submitters(2) == [a.account]
+    assert [s.update for s in fed.admin.submissions(3)] == [updates[3, a.account], updates[3, b.account]]
+    assert fed.admin.participant_rounds(a.account) == [1, 2, 3]
+    assert fed.admin.participant_rounds(b.account) == [1, 3]
+    assert fed.admin.participant_rounds(fed.addresses[2]) == []
+
+
+def test_two_submissions_of_one_member_in_one_block(custom_federation, anvil):
+    """A member's submissions to round N and N+1 can land in one block (round N closes with the
+    first, the coordinator finalises it and opens N+1 within the block). The later event's
+    previousBlock then names its own block, and walking back must take the earlier event there;
+    the client takes the block's last event again, so round N is lost and N+1 counted twice."""
+    fed = custom_federation(participants=1)
+    first = two_rounds_in_one_block(fed, anvil)
+    assert fed.admin.participant_rounds(fed.addresses[0]) == [first, first + 1]
 
 
 def test_receipt_timeout_is_typed(deploy_ledger, anvil, accounts):

@@ -12,6 +12,7 @@ import pytest
 from contracts import errors
 from contracts import history as queries
 from contracts.client import Ledger, RoundState
+from tests.contracts.conftest import two_rounds_in_one_block
 
 ROUNDS = 200
 EARLY = 10  # queries are first measured when only this many rounds exist
@@ -34,8 +35,11 @@ def measure(ledger: Ledger, query, *args, **kwargs) -> Measured:
 @pytest.fixture(scope="module")
 def long_ledger(anvil, accounts):
     """A ledger with 200 rounds: "busy" submits every round, "quiet" only in rounds 3 and 7,
-    "late" only in round 150. Queries are measured after round 10 and again after round 200."""
-    admin = Ledger.deploy(anvil.rpc_url, accounts[0], os.urandom(32), 1)
+    "late" only in round 150. Queries are measured after round 10 and again after round 200.
+
+    Not every member submits, so each round's submissions close at its deadline: the chain clock
+    is moved past it. With no abort grace, the coordinator may abort at the deadline."""
+    admin = Ledger.deploy(anvil.rpc_url, accounts[0], os.urandom(32), 1, abort_grace=0)
     admin.set_coordinator(accounts[1].address)
     busy, quiet, late = (admin.with_account(a) for a in accounts[2:5])
     for member, name in ((busy, "busy"), (quiet, "quiet"), (late, "late")):
@@ -43,8 +47,8 @@ def long_ledger(anvil, accounts):
     coordinator = admin.with_account(accounts[1])
     expected: dict[int, dict] = {}
     early: dict[str, Measured] = {}
-    deadline = anvil.block_timestamp() + 10 * 24 * 3600
     for round_id in range(1, ROUNDS + 1):
+        deadline = anvil.block_timestamp() + 60
         assert coordinator.open_round(admin.latest_model(), deadline).round_id == round_id
         members = [busy] + ([quiet] if round_id in QUIET_ROUNDS else []) + ([late] if round_id == 150 else [])
         updates = {}
@@ -52,6 +56,7 @@ def long_ledger(anvil, accounts):
             update = os.urandom(32)
             member.submit_update(round_id, update, 10 + round_id, i * 100)
             updates[member.account] = update
+        anvil.increase_time(max(1, deadline - anvil.block_timestamp()))
         if round_id in ABORTED:
             coordinator.abort_round(round_id)
             expected[round_id] = {"updates": updates, "scores": {}}
@@ -140,7 +145,41 @@ def test_lineage_runs_from_genesis_through_every_finalized_round(long_ledger):
 def test_lineage_of_a_fresh_ledger_is_just_genesis(deploy_ledger):
     ledger = deploy_ledger()
     chain = queries.lineage(ledger)
-    assert chain.steps == () and chain.latest_model == ledger.genesis_model()
+    assert chain.steps == () and chain.rebases == () and chain.latest_model == ledger.genesis_model()
+
+
+def test_lineage_after_a_rebase_to_genesis(federation):
+    fed = federation
+    rid = fed.open_round()
+    for member in fed.participants:
+        member.submit_update(rid, os.urandom(32), 1, 0)
+    model = os.urandom(32)
+    fed.coordinator.finalize_round(rid, model, os.urandom(32), fed.addresses, [1, 1, 1])
+    assert [s.round_id for s in queries.lineage(fed.admin).steps] == [rid]
+    rebased = fed.admin.rebase_lineage(0)
+    chain = queries.lineage(fed.admin)
+    assert chain.steps == () and chain.latest_model == fed.admin.genesis_model()
+    assert chain.rebases == (queries.Rebase(rid, 0, fed.admin.genesis_model(), rebased.block_number),)
+
+
+def test_eligible_members_replays_membership_up_to_the_round_opening(federation, accounts):
+    fed = federation
+    a, b, c = fed.addresses
+    d, e = accounts[10].address, accounts[11].address
+    r1 = fed.open_round()
+    fed.admin.register_participant(d, "joined during round 1")
+    fed.admin.remove_participant(c)  # was eligible when round 1 opened: still counted for it
+    assert sorted(queries.eligible_members(fed.admin, r1)) == sorted([a, b, c])
+    fed.chain.increase_time(3601)
+    fed.coordinator.abort_round(r1)
+    fed.admin.register_participant(e, "joined between rounds")
+    fed.admin.remove_participant(a)
+    fed.admin.register_participant(a, "back again")  # re-registered between rounds: eligible
+    r2 = fed.open_round()
+    assert sorted(queries.eligible_members(fed.admin, r2)) == sorted([a, b, d, e])
+    assert fed.admin.round_phases(r2).eligible == 4
+    with pytest.raises(errors.UnknownRound):
+        queries.eligible_members(fed.admin, r2 + 1)
 
 
 def test_queries_reject_bad_input(long_ledger):
@@ -151,3 +190,12 @@ def test_queries_reject_bad_input(long_ledger):
         queries.participant_history(ledger, "not-an-address")
     nobody = queries.participant_history(ledger, "0x" + "12" * 20)
     assert nobody.submissions == () and nobody.name == "" and not nobody.active
+
+
+def test_history_of_two_submissions_in_one_block(custom_federation, anvil):
+    """See test_client.test_two_submissions_of_one_member_in_one_block: the audit's history of
+    the member must list both rounds."""
+    fed = custom_federation(participants=1)
+    first = two_rounds_in_one_block(fed, anvil)
+    history = queries.participant_history(fed.admin, fed.addresses[0])
+    assert [s.round_id for s in history.submissions] == [first, first + 1]

@@ -18,7 +18,7 @@ import pytest
 
 from contracts.anvil import LocalAnvil
 from contracts.client import RoundState
-from contracts.errors import RoundNotOpen
+from contracts.errors import RoundNotOpen, RpcUnavailable
 from coordinator.service import (
     CoordinatorError,
     CoordinatorSettings,
@@ -28,122 +28,139 @@ from federation.fetch import fetch_update
 from federation.flowset import flowset_bytes
 from fedledger.audit import Auditor
 from flows.synthetic import generate
-from ipfs import ContentNotFound, cid_to_digest, digest_to_cid
+from ipfs import ContentNotFound, cid_to_digest, content_cid, digest_to_cid
 from participant.service import ParticipantService
-from tests.helpers.runtime import ROOT, Env, make_env, manifest_of, run_round
+from tests.helpers.runtime import ROOT, Env, commit, make_env, manifest_of, run_round, trained_update
 
 # ----------------------------------------------------------------------------- the protocol
 
 
 def test_rounds_finalise_and_the_audit_re_derives_them(env: Env) -> None:
-    first = run_round(env, [0, 1, 2])
-    second = run_round(env, [0, 1, 2])
-    assert first.finalized and second.finalized
-    r1, r2 = env.ledger.get_round(1), env.ledger.get_round(2)
-    # Lineage: round 2 started from round 1's global model, which is the ledger's latest.
-    assert r2.base_model == r1.global_model != r1.base_model
-    assert env.ledger.latest_model() == r2.global_model
-    m = manifest_of(env, 2)
-    assert [s["participant"] for s in m["submissions"]] == env.ledger.submitters(2)
-    assert all(s["status"] == "accepted" for s in m["submissions"])
-    for s in m["submissions"]:
-        on_chain = env.ledger.get_submission(2, s["participant"])
-        assert on_chain.score == s["score"] and cid_to_digest(s["update"]) == on_chain.update
-    assert m["global_model"] == digest_to_cid(r2.global_model)
+    for _ in range(2):
+        out = run_round(env, [0, 1, 2])
+        assert out.finalized and len(out.result.aggregated) == 3
     report = Auditor(env.ledger, env.store).audit()
     assert report.ok, report.to_dict()
     assert [v.round_id for v in report.rounds] == [1, 2] and all(v.accepted == 3 for v in report.rounds)
+    manifest = manifest_of(env, 2)
+    assert manifest["scored_on"] == env.fed.descriptor.holdout_for(2) != env.fed.descriptor.validation
+    assert manifest["chain_id"] == env.ledger.chain_id and manifest["ledger"] == env.ledger.address
+
+
+def test_members_commit_before_anyone_can_read_an_update(env: Env) -> None:
+    coord = env.coordinator()
+    coord.step(None)
+    first = env.participant(0).step()
+    assert first is not None
+    assert not env.store.has(first.cid)  # committed on chain, not readable by anyone yet
+    assert not env.ledger.round_phases(1).submissions_closed
+    env.participant(1).step()
+    env.participant(2).step()  # the last eligible member: submissions close at once
+    assert env.ledger.round_phases(1).submissions_closed
+    env.participant(0).step()  # now it reveals
+    assert env.store.get(first.cid)
+    assert env.participant(0).step() is None  # and only once
 
 
 def test_a_restarted_participant_never_submits_twice(env: Env) -> None:
     coord = env.coordinator()
     coord.step(None)
-    first = env.participant(0).step()
-    assert first is not None
-    assert env.participant(0).step() is None  # a fresh service (a restart) reads the chain first
+    assert env.participant(0).step() is not None
+    assert env.participant(0).step() is None  # a fresh service object, same state dir: it sees its commitment
     assert env.ledger.get_round(1).submission_count == 1
 
 
-def test_quorum_missed_aborts_and_keeps_the_latest_model(env: Env) -> None:
-    before = env.ledger.latest_model()
-    out = run_round(env, [0])  # quorum is 2
-    assert not out.finalized and "quorum" in out.reason
-    assert env.ledger.get_round(1).state == RoundState.ABORTED
-    assert env.ledger.latest_model() == before
-
-
-def test_an_update_altered_in_the_store_is_rejected_with_its_reason(env: Env) -> None:
+def test_a_commitment_interrupted_before_it_landed_is_resubmitted_from_disk_not_retrained(env: Env) -> None:
     coord = env.coordinator()
     coord.step(None)
-    subs = [env.participant(i).step() for i in range(3)]
-    victim = subs[1]
-    block = env.store._block_path(bytes([0x12, 0x20]) + cid_to_digest(victim.cid))
-    raw = bytearray(block.read_bytes())
-    raw[-1] ^= 0xFF
-    block.write_bytes(bytes(raw))
-    out = coord.close_round(1)
-    assert out.finalized
-    entry = {s["participant"]: s for s in manifest_of(env, 1)["submissions"]}[env.orgs[1].address]
-    assert (entry["status"], entry["reason"], entry["score"]) == ("rejected", "corrupt", 0)
+    svc = env.participant(0)
+
+    def fail(*_a, **_kw):  # noqa: ANN002, ANN003, ANN202
+        raise RpcUnavailable(env.chain.rpc_url, "connection refused")
+
+    real = svc.ledger.submit_update
+    svc.ledger.submit_update = fail  # type: ignore[method-assign]
+    with pytest.raises(RpcUnavailable):
+        svc.step()
+    kept = svc._pending(1)
+    assert kept is not None
+    svc.ledger.submit_update = real  # type: ignore[method-assign]
+    done = env.participant(0).step()  # the node is back; a restarted service submits the kept bytes
+    assert done is not None and done.train_seconds == 0 and cid_to_digest(done.cid) == env.ledger.get_submission(1, env.orgs[0].address).update
+    assert content_cid(kept) == done.cid
+
+
+def test_quorum_missed_aborts_and_keeps_the_latest_model(env: Env) -> None:
+    out = run_round(env, [0])  # one update, quorum two
+    assert not out.finalized and "quorum" in (out.reason or "")
+    assert env.ledger.latest_model() == env.ledger.genesis_model()
+    assert env.ledger.get_round(1).state == RoundState.ABORTED
+    assert run_round(env, [0, 1, 2]).finalized  # the next round starts from the genesis again
     assert Auditor(env.ledger, env.store).audit().ok
 
 
-def test_a_digest_never_stored_is_rejected_at_the_deadline_not_waited_on(env: Env) -> None:
-    coord = env.coordinator()
-    coord.step(None)
-    env.participant(0).step()
-    env.participant(1).step()
-    ghost = os.urandom(32)
-    env.ledger.with_account(env.orgs[2]).submit_update(1, ghost, 100, 0)
+def test_an_update_never_revealed_is_recorded_unavailable_at_the_end_of_the_reveal_window(env: Env) -> None:
     t0 = time.monotonic()
-    out = coord.close_round(1)
+    out = run_round(env, [0, 1, 2], reveal=[0, 1])  # member 2 committed and never put its bytes in the store
+    assert out.finalized
     assert time.monotonic() - t0 < 30
     entry = {s["participant"]: s for s in out.result.manifest["submissions"]}[env.orgs[2].address]
     assert (entry["status"], entry["reason"]) == ("rejected", "unavailable")
+    assert env.ledger.get_submission(1, env.orgs[2].address).score is None  # not aggregated: not scored
     assert Auditor(env.ledger, env.store, fetch_timeout=1.0).audit().ok
 
 
-def test_hostile_and_misattributed_updates_are_rejected_never_crash(env: Env) -> None:
+def test_a_block_altered_in_the_shared_store_counts_as_unavailable_not_as_the_members_fault(env: Env) -> None:
     coord = env.coordinator()
     coord.step(None)
-    mine = env.participant(0).step()
-    # Org 1 submits garbage; org 2 submits a real update truncated in the middle of its payload.
-    junk = env.store.put(b"\x00not an update" * 100)
-    env.ledger.with_account(env.orgs[1]).submit_update(1, cid_to_digest(junk), 50, 0)
-    cut = env.store.put(env.store.get(mine.cid)[:-40])
-    env.ledger.with_account(env.orgs[2]).submit_update(1, cid_to_digest(cut), mine.num_samples, 0)
+    subs = [env.participant(i).step() for i in range(3)]
+    for i in range(3):
+        env.participant(i).step()  # reveal
+    victim = subs[1]
+    block = env.store._block_path(bytes([0x12, 0x20]) + cid_to_digest(victim.cid))
+    block.write_bytes(block.read_bytes()[:-1] + b"\x00")  # someone with write access to the directory
+    out = coord.close_round(1)
+    entry = {s["participant"]: s for s in out.result.manifest["submissions"]}[env.orgs[1].address]
+    assert (entry["status"], entry["reason"]) == ("rejected", "unavailable")
+    assert out.finalized and len(out.result.aggregated) == 2
+
+
+def test_hostile_and_misattributed_updates_are_rejected_never_crash(tmp_path: Path, chain: LocalAnvil) -> None:
+    env = make_env(tmp_path, chain, min_updates=1)
+    coord = env.coordinator()
+    coord.step(None)
+    env.participant(0).step()
+    # Org 1 commits to garbage; org 2 to a real update for another ledger.
+    junk = b"\x00not an update" * 100
+    commit(env, 1, 1, junk, 50)
+    other, h = trained_update(env, 2, 1, ledger="0x" + "11" * 20)
+    commit(env, 2, 1, other, h.num_samples)  # type: ignore[attr-defined]
+    env.close_submissions(1)
+    env.participant(0).step()
+    env.store.put(junk)
+    env.store.put(other)
     out = coord.close_round(1)
     verdicts = {v.participant: v for v in out.result.verdicts}
     assert verdicts[env.orgs[0].address].accepted
     assert (verdicts[env.orgs[1].address].accepted, verdicts[env.orgs[1].address].reason) == (False, "magic")
-    assert not verdicts[env.orgs[2].address].accepted and verdicts[env.orgs[2].address].reason == "zstd"
+    assert (verdicts[env.orgs[2].address].accepted, verdicts[env.orgs[2].address].reason) == (False, "ledger-mismatch")
+    assert out.finalized and out.result.aggregated == [env.orgs[0].address]
     assert Auditor(env.ledger, env.store).audit().ok
 
 
-def test_an_update_whose_header_names_another_sender_is_rejected(env: Env) -> None:
+def test_a_round_with_too_few_acceptable_updates_waits_for_the_grace_period_then_aborts(env: Env) -> None:
     coord = env.coordinator()
     coord.step(None)
-    # Org 0 trains and encodes but does not submit; org 1 submits org 0's bytes as its own.
-    svc = env.participant(0)
-    from federation.model import load_model_bytes
-    from federation.updates import UpdateHeader, encode_update
-    from participant.training import train_local
-
-    info = env.ledger.get_round(1)
-    _, base = load_model_bytes(env.store.get(digest_to_cid(info.base_model)), env.fed.descriptor.spec)
-    res = train_local(env.fed.descriptor.spec, base, env.data[0], epochs=1, seed=1)
-    header = UpdateHeader(
-        participant=env.orgs[0].address, round_id=1, base_model=info.base_model.hex(),
-        spec_digest=env.fed.descriptor.spec.digest(), num_samples=res.num_samples,
-    )  # fmt: skip
-    cid = env.store.put(encode_update(header, res.delta, env.fed.descriptor.spec))
-    env.ledger.with_account(env.orgs[1]).submit_update(1, cid_to_digest(cid), res.num_samples, 0)
-    env.participant(2).step()
+    env.participant(0).step()
+    commit(env, 1, 1, b"\x00junk" * 10, 10)
+    env.close_submissions(1)
+    env.participant(0).step()
+    assert coord.close_round(1) is None  # quorum of submissions reached, of acceptable updates not: the chain refuses an abort
+    assert env.ledger.get_round(1).state == RoundState.OPEN
+    env.chain.increase_time(env.fed.descriptor.abort_grace + 1)
     out = coord.close_round(1)
-    verdicts = {v.participant: v for v in out.result.verdicts}
-    assert verdicts[env.orgs[1].address].reason == "sender-mismatch"
-    assert verdicts[env.orgs[2].address].accepted
-    assert svc.step() is None  # the round is closed: org 0 does not submit late
+    assert out is not None and not out.finalized
+    assert env.ledger.get_round(1).state == RoundState.ABORTED
     assert Auditor(env.ledger, env.store).audit().ok
 
 
@@ -170,7 +187,7 @@ def test_a_second_close_of_a_finalised_round_is_refused(env: Env) -> None:
     with pytest.raises(CoordinatorError, match="not open"):
         coord.close_round(1)
     with pytest.raises(RoundNotOpen):
-        env.ledger.finalize_round(1, os.urandom(32), os.urandom(32), [], [])
+        env.coordinator_ledger.finalize_round(1, os.urandom(32), os.urandom(32), [], [])
 
 
 # ----------------------------------------------------------------------------- processes and faults
@@ -188,11 +205,13 @@ def test_coordinator_killed_before_finalising_restarts_to_the_same_result(env: E
     coord.step(None)
     for i in range(3):
         env.participant(i).step()
+    for i in range(3):
+        env.participant(i).step()  # reveal
     crash_env = env.cli_env(None)
-    crash_env["FEDLEDGER_PRIVATE_KEY"] = env.chain.accounts[0].key.hex()
+    crash_env["FEDLEDGER_PRIVATE_KEY"] = env.coordinator_key.key.hex()
     done = subprocess.run(
         [sys.executable, "-m", "tests.helpers.crashing", "before-finalize", "coordinator", "run", "--rounds", "1",
-         "--fetch-timeout", "3", *env.common_args()],
+         "--fetch-timeout", "3", "--holdout-dir", str(env.fed.holdout_dir), *env.common_args()],
         env=crash_env, cwd=ROOT, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 137, done.stderr
@@ -224,6 +243,9 @@ def test_participant_killed_while_training_round_finalises_without_it(env: Env) 
     assert proc.returncode == -signal.SIGKILL
     env.participant(0).step()
     env.participant(1).step()
+    env.close_submissions(1)
+    env.participant(0).step()
+    env.participant(1).step()
     out = coord.close_round(1)
     assert out.finalized
     assert out.result.manifest["absent"] == [env.orgs[2].address]
@@ -240,22 +262,28 @@ def test_services_continue_after_anvil_restarts_from_saved_state(tmp_path: Path)
         env = make_env(tmp_path, first)
         assert run_round(env, [0, 1, 2]).finalized
         # A generous deadline: under load, the restart and the retries must not outlive the round.
-        coord = env.coordinator(settings=CoordinatorSettings(round_seconds=600, fetch_timeout=5.0, poll_seconds=0.2))
+        coord = env.coordinator(settings=CoordinatorSettings(round_seconds=600, fetch_timeout=5.0, poll_seconds=0.2, holdout_dir=env.fed.holdout_dir))
         coord.step(None)  # round 2 opens
         member = env.participant(0)
         assert member.step() is not None
+        member2 = env.participant(1)
         first.stop()  # the chain goes away with round 2 open; its state is saved
         # The same service objects keep running: they retry while the node is down and carry on once it is back.
         # (anvil is started from this thread: its parent-death signal is tied to the thread that forks it.)
-        member2, done = env.participant(1), []
+        done: list = []
         worker = threading.Thread(target=lambda: done.extend(member2.run(rounds=1)), daemon=True)
         worker.start()
         time.sleep(2.0)
         assert worker.is_alive() and not done  # still retrying against the dead node
         second.start()
-        worker.join(timeout=120)
-        assert [d.round_id for d in done] == [2]
+        t0 = time.monotonic()
+        while env.ledger.get_submission(2, env.orgs[1].address) is None and time.monotonic() - t0 < 120:
+            time.sleep(0.2)  # it retried and committed once the node was back
         assert env.participant(2).step() is not None  # everyone has submitted: the round closes at once
+        worker.join(timeout=120)  # it revealed its bytes, then stopped
+        assert [d.round_id for d in done] == [2]
+        for i in range(3):
+            env.participant(i).step()  # reveal
         outcomes = coord.run(rounds=2)
         assert [o.round_id for o in outcomes] == [2] and outcomes[0].finalized
         assert env.ledger.get_round(1).state == RoundState.FINALIZED  # round 1 survived the restart
@@ -267,7 +295,7 @@ def test_services_continue_after_anvil_restarts_from_saved_state(tmp_path: Path)
 
 def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env) -> None:
     admin_env = env.cli_env(None)
-    admin_env["FEDLEDGER_PRIVATE_KEY"] = env.chain.accounts[0].key.hex()
+    admin_env["FEDLEDGER_PRIVATE_KEY"] = env.coordinator_key.key.hex()
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "fedledger", "participant", "run", "--data", str(env.flows_file(i)),
@@ -276,7 +304,8 @@ def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env
         )  # fmt: skip
         for i in range(3)
     ]
-    done = _cli("coordinator", "run", "--rounds", "1", "--round-seconds", "120", *env.common_args(), env=admin_env)
+    done = _cli("coordinator", "run", "--rounds", "1", "--round-seconds", "120", "--holdout-dir", str(env.fed.holdout_dir),
+                *env.common_args(), env=admin_env)  # fmt: skip
     for p in procs:
         p.wait(timeout=120)
         assert p.returncode == 0, p.stderr.read()
@@ -306,20 +335,14 @@ def test_the_cli_runs_a_round_and_the_audit_exits_non_zero_on_tampering(env: Env
     coord.step(None)
     for i in range(3):
         env.participant(i).step()
-    from federation.model import load_model_bytes
-    from federation.rounds.derive import RoundInputs, SubmissionInput, derive_round
-
-    info = env.ledger.get_round(2)
-    subs = env.ledger.submitters(2)
-    base = env.store.get(digest_to_cid(info.base_model))
-    records = [env.ledger.get_submission(2, a) for a in subs]
-    result = derive_round(RoundInputs(
-        2, env.fed.descriptor_cid, env.fed.descriptor, base, load_model_bytes(base)[1], coord.previous_state(2),
-        [SubmissionInput(a, s.update, s.num_samples, s.epsilon_milli, env.store.get(digest_to_cid(s.update))) for a, s in zip(subs, records)],
-        validation=coord.validation,
-    ))  # fmt: skip
+    for i in range(3):
+        env.participant(i).step()  # reveal
+    coord.reveal_holdout(2)
+    result = coord.replay.derive(2).result
     g, m = env.store.put(result.global_model), env.store.put(result.manifest_bytes)
-    env.ledger.finalize_round(2, cid_to_digest(g), cid_to_digest(m), subs, [result.scores[a] + 500 for a in subs])
+    env.coordinator_ledger.finalize_round(
+        2, cid_to_digest(g), cid_to_digest(m), result.aggregated, [result.scores[a] + 500 for a in result.aggregated]
+    )
     audited = _cli("audit", "--json", *env.common_args(), env=env.cli_env(None))
     assert audited.returncode == 1
     verdict = json.loads(audited.stdout)
@@ -369,7 +392,7 @@ def test_malformed_flow_sets_and_descriptors_are_refused_by_name(env: Env) -> No
         ParticipantService(env.ledger.with_account(env.orgs[0]), env.store, env.fed.descriptor, narrow, state_dir=env.tmp / "x")
 
     raw = env.fed.descriptor.to_bytes()
-    with pytest.raises(InvalidDescriptor, match="malformed"):
+    with pytest.raises(InvalidDescriptor, match=r"fields \['sed', 'seed'\] are missing or unexpected"):
         Descriptor.from_bytes(raw.replace(b'"seed"', b'"sed"'))
     with pytest.raises(InvalidDescriptor, match="canonical"):
         Descriptor.from_bytes(raw.replace(b'{"format"', b'{ "format"', 1))

@@ -11,6 +11,7 @@ from federation.model import save_model_bytes
 from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.scoring import ScoringRule, round_seed
 from federation.rounds.strategies import FedAvg, Median
+from federation.rounds.defences import DefenceParams
 from fedledger.attacks.harness import AttackRun, run_attacks
 from fedledger.attacks.kinds import (
     AttackSpec,
@@ -67,7 +68,8 @@ def test_robust_rule_flags_reach_the_assessment() -> None:
     members[0] = _accepted(bad.participant, bad.num_samples, poison_delta("scale100", bad.delta))
     result = _assess(rnd, members, strategy=Median())
     assert set(result.strategy_flags) == {bad.participant}
-    assert result.flags_of(bad.participant)[0]["reason"] == "median-outlier"
+    # The norm bound scales it down first (100x the median is over the 10x limit); the median still flags it.
+    assert [f["reason"] for f in result.flags_of(bad.participant)] == ["norm-bounded", "median-outlier"]
     assert result.scores[bad.participant] < max(result.scores.values())
 
 
@@ -96,6 +98,12 @@ def test_an_adversarial_federation_flags_every_planted_cheat_and_robust_rules_re
 
     poison = [AttackSpec("scale100", 2)]
     common = dict(participants=8, rounds=3, attacks=poison, score_contributions=False)
-    naive = run_attacks(AttackRun(**common), train, test, val)  # type: ignore[arg-type]
+    unbounded = DefenceParams(norm_bound=0, weight_bound=0)  # plain FedAvg, as a federation may still choose
+    naive = run_attacks(AttackRun(defences=unbounded, **common), train, test, val)  # type: ignore[arg-type]
     robust = run_attacks(AttackRun(strategy="median", **common), train, test, val)  # type: ignore[arg-type]
+    bounded = run_attacks(AttackRun(**common), train, test, val)  # type: ignore[arg-type]
     assert robust["final"]["macro_f1"] > naive["final"]["macro_f1"] + 0.05
+    # The default bounds hold FedAvg too: the boosted updates are scaled to 10x the round's median norm.
+    assert bounded["final"]["macro_f1"] > naive["final"]["macro_f1"] + 0.05
+    flags = {f["reason"] for p in bounded["rounds"][-1]["participants"] if p["attack"] for f in p["flags"]}
+    assert "norm-bounded" in flags

@@ -198,12 +198,13 @@ def test_header_level_rejections() -> None:
     data = _valid()
     assert _reason(data[:50]) == "truncated"
     assert _reason(b"GZIP" + data[4:]) == "magic"
-    assert _reason(_patch(data, 4, "<H", 3)) == "version"
-    assert _reason(_patch(data, 98, "<Q", 0)) == "header"  # zero samples
-    assert _reason(_patch(data, 114, "<I", 2_000_000)) == "codec"  # top-k over 100 %
-    assert _reason(_patch(data, 118, "<B", 7)) == "codec"  # unknown quantisation
-    assert _reason(_patch(data, 119, "<B", 0)) == "codec"  # zstd level 0
-    assert _reason(_patch(data, 120, "<I", 64)) == "codec"  # float32 with a block size
+    assert _reason(_patch(data, 4, "<H", 2)) == "version"  # an update of the format before chain and ledger were bound
+    assert _reason(_patch(data, 6, "<B", 0x80)) == "header"  # a flag this build does not know
+    assert _reason(_patch(data, 127, "<Q", 0)) == "header"  # zero samples
+    assert _reason(_patch(data, 143, "<I", 2_000_000)) == "codec"  # top-k over 100 %
+    assert _reason(_patch(data, 147, "<B", 7)) == "codec"  # unknown quantisation
+    assert _reason(_patch(data, 148, "<B", 0)) == "codec"  # zstd level 0
+    assert _reason(_patch(data, 149, "<I", 64)) == "codec"  # float32 with a block size
     assert _reason(data, max_bytes=HEADER_SIZE + 10) == "too-large"
     other = ModelSpec("test/v1", 6, (5,), ("normal", "dos"))
     assert _reason(data, other) == "spec-mismatch"

@@ -34,7 +34,8 @@ def test_simulate_plants_attackers_and_reports_scores_and_flags(tmp_path) -> Non
             elif kind == "free-ride":
                 assert reasons == ["free-ride-unchanged"] and not e["accepted"] and e["score"] <= 0
             elif kind == "scale100":
-                assert e["accepted"] and reasons and reasons[0] in ("clipped", "trimmed-outlier")
+                # bounded to 10x the round's median norm first, then clipped or trimmed by the strategy
+                assert e["accepted"] and reasons[0] == "norm-bounded" and {"clipped", "trimmed-outlier"} & set(reasons)
             else:
                 assert e["accepted"] and not {"copy-payload", "free-ride-unchanged", "copy-similar"} & set(reasons)
 

@@ -23,16 +23,16 @@ from federation.privacy import (
 )
 from federation.updates import UpdateHeader, encode_update
 from fedledger.audit import Auditor
-from ipfs import cid_to_digest, digest_to_cid
+from ipfs import digest_to_cid
 from participant.budget import PrivacyBudgetExhausted
 from participant.dp_training import DPConfig, record_mechanism, train_local_dp
-from tests.helpers.runtime import FAST, make_env, manifest_of
+from tests.helpers.runtime import FAST, commit, make_env, manifest_of
 
 
 @pytest.fixture
 def env(tmp_path: Path):
     with LocalAnvil(accounts=8) as chain:
-        yield make_env(tmp_path, chain)
+        yield make_env(tmp_path, chain, min_updates=1)
 
 
 def test_dp_spend_is_on_chain_checked_by_the_coordinator_and_composed_by_the_audit(env) -> None:
@@ -54,6 +54,8 @@ def test_dp_spend_is_on_chain_checked_by_the_coordinator_and_composed_by_the_aud
                 spends[i].append(sub.privacy["epsilon_milli"])
             else:
                 assert sub.privacy is None
+        for i, settings in ((0, dp0), (1, dp1), (2, FAST)):
+            env.participant(i, settings=settings).step()  # every member committed: submissions closed, they reveal
         assert coord.close_round(r).finalized
         m = manifest_of(env, r)
         entries = {e["participant"]: e for e in m["submissions"]}
@@ -79,10 +81,14 @@ def test_dp_spend_is_on_chain_checked_by_the_coordinator_and_composed_by_the_aud
     m1 = res.mechanism
     dp = Mechanism(m1.noise_multiplier, m1.sample_rate, m1.steps, m1.clip_norm, 1e-5)
     claim = res.epsilon_milli // 3
-    header = UpdateHeader(a1, 3, info.base_model.hex(), spec.digest(), res.num_samples, claim, dp=dp)
-    cid = env.store.put(encode_update(header, res.delta, spec))
-    env.ledger.with_account(env.orgs[1]).submit_update(3, cid_to_digest(cid), res.num_samples, claim)
+    header = UpdateHeader(a1, 3, info.base_model.hex(), spec.digest(), res.num_samples, claim, dp=dp,
+                          chain_id=env.ledger.chain_id, ledger=env.ledger.address)  # fmt: skip
+    blob = encode_update(header, res.delta, spec)
+    commit(env, 1, 3, blob, res.num_samples, claim)
     assert env.participant(2).step() is not None
+    env.close_submissions(3)
+    env.store.put(blob)
+    env.participant(2).step()
     out = coord.close_round(3)
     verdicts = {v.participant: v for v in out.result.verdicts}
     assert verdicts[a1].reason == "epsilon-inconsistent" and "costs" in verdicts[a1].detail

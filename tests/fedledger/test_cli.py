@@ -109,16 +109,21 @@ def test_deploy_register_and_export_through_the_cli(tmp_path: Path) -> None:
         env = dict(os.environ)
         env.pop("FEDLEDGER_PRIVATE_KEY", None)
         toml = tmp_path / "fed.toml"
-        done = _cli(
-            "deploy", "--rpc-url", chain.rpc_url, "--chain-id", str(chain.chain_id), "--store", str(store),
-            "--keystore", str(ks), "--password-file", str(tmp_path / "pw"), "--min-updates", "2", "--out", str(toml),
-            env=env,
-        )  # fmt: skip
+        common = ["deploy", "--rpc-url", chain.rpc_url, "--store", str(store), "--keystore", str(ks),
+                  "--password-file", str(tmp_path / "pw"), "--min-updates", "2", "--out", str(toml)]  # fmt: skip
+        refused = _cli(*common, env=env)  # no coordinator: the admin's key would coordinate too
+        assert refused.returncode == 1 and "coordinator must be another key" in refused.stderr and "hint:" in refused.stderr
+        refused = _cli(*common, "--coordinator", admin.address, env=env)
+        assert refused.returncode == 1 and "the admin's own key" in refused.stderr
+        coordinator = Account.create()
+        done = _cli(*common, "--coordinator", coordinator.address, "--holdout-dir", str(tmp_path / "holdouts"), env=env)
         assert done.returncode == 0, done.stderr
         assert admin.key.hex() not in done.stdout + done.stderr
         cfg = load_config(toml)
         address = done.stdout.strip().splitlines()[-1]
         assert cfg.chain.ledger == address and cfg.federation.descriptor.startswith("Qm")
+        assert cfg.chain.chain_id == chain.chain_id  # written by deploy: whoever receives the file refuses other chains
+        assert len(list((tmp_path / "holdouts").iterdir())) == 5
 
         member = Account.create()
         done = _cli("register", member.address, "Test Hospital", "--config", str(toml), "--keystore", str(ks),
@@ -178,7 +183,7 @@ def test_raw_flow_files_use_the_normaliser_merged_from_every_members_statistics(
             rc = main([
                 "deploy", "--rpc-url", chain.rpc_url, "--store", str(store), "--validation", str(files[1]),
                 "--validation-format", "nsl-kdd", *sum((["--stats", str(s)] for s in stats), []), "--out", str(toml),
-                "--hidden", "8",
+                "--hidden", "8", "--dev-same-key", "--holdouts", "0",
             ])  # fmt: skip
             assert rc == 0
             cfg = load_config(toml)
@@ -209,7 +214,7 @@ def test_an_unknown_scoring_rule_is_refused_before_anything_is_deployed(tmp_path
     store = EmbeddedStore(tmp_path / "store")
     with pytest.raises(InvalidScoringRule):
         create_federation(
-            rpc_url="http://127.0.0.1:9", admin=Account.create(), store=store, name="x",
-            validation=generate(200, 1), scoring="shapley-ish",
+            rpc_url="http://127.0.0.1:9", admin=Account.create(), store=store, name="x", coordinator="0x" + "11" * 20,
+            validation=generate(200, 1), scoring="shapley-ish", holdouts=0,
         )  # fmt: skip
     assert list(store.list()) == []  # nothing was written for a federation that was never created

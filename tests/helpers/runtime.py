@@ -20,7 +20,7 @@ from federation.flowset import flowset_bytes
 from fedledger.deploy import Federation, create_federation
 from flows.partition import partition
 from flows.synthetic import generate
-from ipfs import EmbeddedStore, digest_to_cid
+from ipfs import EmbeddedStore, cid_to_digest, digest_to_cid
 from participant.service import ParticipantService
 from participant.update import TrainingSettings
 
@@ -88,17 +88,22 @@ class Env:
         ]  # fmt: skip
 
 
-def make_env(tmp_path: Path, chain: LocalAnvil, *, participants: int = 3, min_updates: int = 2) -> Env:
+def make_env(
+    tmp_path: Path, chain: LocalAnvil, *, participants: int = 3, min_updates: int = 2, split: str = "dirichlet:1.0",
+    **federation: object,
+) -> Env:
     store_dir = tmp_path / "store"
     store = EmbeddedStore(store_dir)
     admin, coordinator_key, *orgs = chain.accounts[: participants + 2]
     train = generate(4000, 11)
-    parts = partition(train.labels, participants, "dirichlet:1.0", 3, classes=train.classes)
-    fed = create_federation(
+    parts = partition(train.labels, participants, split, 3, classes=train.classes)
+    options = dict(
         rpc_url=chain.rpc_url, admin=admin, store=store, name="test", validation=generate(1200, 12),
         coordinator=coordinator_key.address, hidden=(16,), min_updates=min_updates, seed=5,
         expected_chain_id=chain.chain_id, holdout_dir=tmp_path / "holdouts", reveal_seconds=3, abort_grace=120,
     )  # fmt: skip
+    options.update(federation)
+    fed = create_federation(**options)  # type: ignore[arg-type]
     for i, acct in enumerate(orgs):
         fed.ledger.register_participant(acct.address, f"org-{i}")
     return Env(chain, store, store_dir, fed, list(orgs), [train.subset(p) for p in parts], tmp_path, coordinator_key)
@@ -120,3 +125,33 @@ def run_round(env: Env, members: list[int], coordinator: CoordinatorService | No
 def manifest_of(env: Env, round_id: int) -> dict:
     info = env.ledger.get_round(round_id)
     return json.loads(env.store.get(digest_to_cid(info.manifest)))
+
+
+def trained_update(env: Env, i: int, round_id: int, *, sender: str | None = None, scale: float = 1.0, samples: int | None = None,
+                   **header: object) -> tuple[bytes, object]:
+    """Member ``i``'s honest delta for the open round, encoded under a header of the test's choosing (for attacks)."""
+    from federation.model import load_model_bytes
+    from federation.updates import UpdateHeader, encode_update
+    from participant.training import train_local
+
+    info = env.ledger.get_round(round_id)
+    _, base = load_model_bytes(env.store.get(digest_to_cid(info.base_model)), env.fed.descriptor.spec)
+    res = train_local(env.fed.descriptor.spec, base, env.data[i], epochs=1, seed=1)
+    delta = {k: (v * scale).astype("float32") for k, v in res.delta.items()}
+    fields = dict(
+        participant=sender or env.orgs[i].address, round_id=round_id, base_model=info.base_model.hex(),
+        spec_digest=env.fed.descriptor.spec.digest(), num_samples=samples or res.num_samples,
+        chain_id=env.ledger.chain_id, ledger=env.ledger.address,
+    )  # fmt: skip
+    fields.update(header)
+    h = UpdateHeader(**fields)  # type: ignore[arg-type]
+    return encode_update(h, delta, env.fed.descriptor.spec), h
+
+
+def commit(env: Env, i: int, round_id: int, blob: bytes, num_samples: int, epsilon_milli: int = 0) -> str:
+    """Member ``i`` commits to ``blob`` on chain without putting it in the store; returns its CID."""
+    from ipfs import content_cid
+
+    cid = content_cid(blob)
+    env.ledger.with_account(env.orgs[i]).submit_update(round_id, cid_to_digest(cid), num_samples, epsilon_milli)
+    return cid
