@@ -194,19 +194,23 @@ class FeatureSchema:
                 f"normaliser for {normaliser.schema_id} expects {normaliser.centre.shape[0]} features, "
                 f"schema {self.schema_id} has {self.dim}"
             )
-        out = np.empty((self.dim, len(raw)), dtype=np.float64)
-        self._write_columns(raw, out)
-        # Rows past the last one with a centre or scale are left as they are: (x - 0) / 1 == x exactly.
-        active = np.flatnonzero((normaliser.centre != 0.0) | (normaliser.scale != 1.0))
-        k = int(active[-1]) + 1 if active.size else 0
-        out[:k] -= normaliser.centre[:k, None]
-        out[:k] /= normaliser.scale[:k, None]
-        return out.astype(np.float32).T
+        out = np.empty((self.dim, len(raw)), dtype=np.float32)
+        self._write_columns(raw, out, normaliser.centre, normaliser.scale)
+        return out.T
 
-    def _write_columns(self, raw: RawFlows, out: np.ndarray) -> None:
-        """Write encoded column ``j`` (before normalisation) of every row into ``out[j]``."""
+    def _write_columns(self, raw: RawFlows, out: np.ndarray, centre: np.ndarray | None = None,
+                       scale: np.ndarray | None = None) -> None:
+        """Write encoded column ``j`` of every row into ``out[j]``, normalised as
+        ``(x - centre[j]) / scale[j]`` in float64 when ``centre`` is given (then cast to
+        ``out``'s dtype on assignment, as ``astype`` would)."""
         n = len(raw)
         j = 0
+
+        def put(j: int, x: np.ndarray) -> None:
+            if centre is not None and scale is not None and (centre[j] != 0.0 or scale[j] != 1.0):
+                x = (np.asarray(x, dtype=np.float64) - centre[j]) / scale[j]
+            out[j] = x
+
         flags: list[np.ndarray] = []
         for f in self.numeric:
             if f.name not in raw.numeric:
@@ -226,10 +230,10 @@ class FeatureSchema:
                 )
             if f.transform == "log1p":
                 x = np.sign(x) * np.log1p(np.abs(x))
-            out[j] = x
+            put(j, x)
             j += 1
         for flag in flags:
-            out[j] = flag
+            put(j, flag.astype(np.float64))
             j += 1
         for c in self.categorical:
             if c.name not in raw.categorical:
@@ -243,8 +247,14 @@ class FeatureSchema:
             # Unseen values share the last (<other>) slot, keeping the width fixed.
             pos = np.array([lookup.get(u, len(c.vocabulary)) for u in uniq], dtype=np.int64)
             width = len(c.vocabulary) + 1
-            out[j : j + width] = 0.0
-            out[j + pos[inverse.reshape(-1)], np.arange(n)] = 1.0
+            if centre is not None and scale is not None and ((centre[j : j + width] != 0.0) | (scale[j : j + width] != 1.0)).any():
+                onehot = np.zeros((width, n), dtype=np.float64)
+                onehot[pos[inverse.reshape(-1)], np.arange(n)] = 1.0
+                for k in range(width):
+                    put(j + k, onehot[k])
+            else:
+                out[j : j + width] = 0.0
+                out[j + pos[inverse.reshape(-1)], np.arange(n)] = 1.0
             j += width
 
     def encode(self, raw: RawFlows, normaliser: Normaliser) -> FlowDataset:

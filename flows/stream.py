@@ -47,7 +47,7 @@ from flows.loaders.rows import (
 from flows.schema import CodedColumn, RawFlows
 from flows.taxonomy import UNKNOWN, family_of
 
-DEFAULT_BLOCK_BYTES = 4 << 20
+DEFAULT_BLOCK_BYTES = 2 << 20
 MAX_LINE_BYTES = 1 << 20
 
 
@@ -254,7 +254,8 @@ def _fast_block(block: bytes, first_line: int, plan: ColumnPlan, unknown_labels:
             read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=1 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={**{names[i]: pa.float64() for i in numeric_idx}, **{names[i]: pa.string() for i in string_idx}},
+                column_types={**{names[i]: pa.float64() for i in numeric_idx},
+                              **{names[i]: pa.dictionary(pa.int32(), pa.string()) for i in string_idx}},
                 include_columns=[names[i] for i in sorted(set(numeric_idx) | set(string_idx))],
                 null_values=["", " "], strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=True,
             ),
@@ -298,9 +299,12 @@ def _stripped(col: Any) -> tuple[np.ndarray, np.ndarray]:
     """A string column as (distinct stripped values as an object array, index of each row's value)."""
     import pyarrow as pa
 
-    encoded = col.combine_chunks().dictionary_encode() if isinstance(col, pa.ChunkedArray) else col.dictionary_encode()
-    values = np.asarray([s.strip() for s in encoded.dictionary.to_pylist()] or [""], dtype=object)
-    return values, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    values = np.asarray([s.strip() for s in col.dictionary.to_pylist()] or [""], dtype=object)
+    return values, col.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _labels(plan: ColumnPlan, strings: dict[int, tuple[np.ndarray, np.ndarray]], n: int,

@@ -34,7 +34,7 @@ def detect(
     require_audit: bool = typer.Option(False, "--require-audit", help="Audit the model's round first; refuse to score if it fails."),
     include_normal: bool = typer.Option(False, "--all", help="Write a line for every flow, not only those predicted as attacks."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count malformed rows instead of stopping at the first."),
-    block_mb: float = typer.Option(4.0, "--block-mb", help="Read the files this many MiB at a time (bounds memory)."),
+    block_mb: float = typer.Option(2.0, "--block-mb", help="Read the files this many MiB at a time (bounds memory)."),
     max_flowset_mb: float = typer.Option(1024.0, "--max-flowset-mb", help="Largest flow set read (flow sets are read whole)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     config: Path = ConfigOpt,

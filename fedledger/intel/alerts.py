@@ -71,19 +71,14 @@ def format_lines(
     """The alert lines of one chunk (``rows``, ``pred`` and ``conf`` already selected)."""
     if not len(rows):
         return ""
-    family = [json.dumps(c) for c in classes]
-    head = [f'{{"row":{r}' for r in rows.tolist()]
-    parts: list[list[str]] = [head]
-    if file:
-        parts.append([f',"file":{json.dumps(file)}'] * len(rows))
-    for name in ENDPOINT_ORDER:
-        values = (endpoints or {}).get(name)
-        if values is not None:
-            parts.append(_fragments(name, values))
-    tail = f',"model":{json.dumps(model)},"round":{int(round_id)},"time":"{time}"}}\n'
-    fam = [f',"family":{family[p]},"confidence":{c:.6f}{tail}' for p, c in zip(pred.tolist(), conf.tolist())]
-    parts.append(fam)
-    return "".join("".join(cells) for cells in zip(*parts))
+    family = np.asarray([json.dumps(c) for c in classes], dtype=object)
+    fragments = [_fragments(name, values) for name in ENDPOINT_ORDER
+                 if (values := (endpoints or {}).get(name)) is not None]  # fmt: skip
+    ends = list(map("".join, zip(*fragments))) if len(fragments) > 1 else fragments[0] if fragments else [""] * len(rows)
+    head = '{"row":%d' + (f',"file":{json.dumps(file)}' if file else "").replace("%", "%%")
+    tail = f',"model":{json.dumps(model)},"round":{int(round_id)},"time":"{time}"}}\n'.replace("%", "%%")
+    template = head + '%s,"family":%s,"confidence":%.6f' + tail  # one formatting operation per line
+    return "".join([template % t for t in zip(rows.tolist(), ends, family[pred].tolist(), conf.tolist())])
 
 
 def _fragments(name: str, values: np.ndarray | CodedColumn) -> list[str]:
@@ -122,6 +117,7 @@ def read_alerts(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator
         fh = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise AlertsError(f"cannot open alerts file {path}: {exc.strerror or exc}", hint="pass the file `fedledger detect` wrote") from None
+    times: dict[str, datetime] = {}  # a chunk's alerts share one time: parse each once
     with fh:
         for line_no, raw in enumerate(iter(lambda: fh.readline(max_line_bytes + 1), b""), start=1):
             if len(raw) > max_line_bytes:
@@ -132,10 +128,11 @@ def read_alerts(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator
                 obj = json.loads(raw)
             except ValueError as exc:
                 raise AlertsError(f"{path}:{line_no}: not JSON: {exc}", hint="this is not an alerts file") from None
-            yield _alert(obj, f"{path}:{line_no}")
+            yield _alert(obj, path, line_no, times)
 
 
-def _alert(obj: object, where: str) -> Alert:
+def _alert(obj: object, path: Path, line_no: int, times: dict[str, datetime]) -> Alert:
+    where = f"{path}:{line_no}"
     if not isinstance(obj, dict):
         raise AlertsError(f"{where}: an alert must be a JSON object")
     f = _Fields(obj, where)
@@ -146,15 +143,21 @@ def _alert(obj: object, where: str) -> Alert:
     if round_id < 0:
         raise AlertsError(f"{where}: round {round_id} is negative")
     stamp = f.text("time", limit=40)
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        raise AlertsError(f"{where}: time {stamp!r} is not an ISO 8601 timestamp") from None
-    if when.tzinfo is None:
-        raise AlertsError(f"{where}: time {stamp!r} has no time zone")
+    when = times.get(stamp)
+    if when is None:
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            raise AlertsError(f"{where}: time {stamp!r} is not an ISO 8601 timestamp") from None
+        if when.tzinfo is None:
+            raise AlertsError(f"{where}: time {stamp!r} has no time zone")
+        when = when.astimezone(timezone.utc)
+        if len(times) > 4096:
+            times.clear()
+        times[stamp] = when
     return Alert(
         row=f.integer("row"), family=f.text("family", limit=64), confidence=confidence,
-        model=f.text("model", limit=128), round=round_id, time=when.astimezone(timezone.utc),
+        model=f.text("model", limit=128), round=round_id, time=when,
         file=f.optional_text("file", limit=1024), src_ip=f.optional_text("src_ip", limit=64),
         src_port=f.port("src_port"), dst_ip=f.optional_text("dst_ip", limit=64), dst_port=f.port("dst_port"),
         protocol=f.optional_text("protocol", limit=32),
