@@ -37,7 +37,7 @@ class Provenance:
     descriptor: str  # CID of the federation descriptor
     federation: str  # the descriptor's name
     schema_id: str
-    audited: bool = False  # the round's audit was run and passed before scoring
+    audited: bool = False  # the round's audit was run, and passed, by whoever scored or shares
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

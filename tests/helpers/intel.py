@@ -12,6 +12,7 @@ from pathlib import Path
 
 from contracts.anvil import LocalAnvil
 from fedledger.deploy import create_federation
+from fedledger.intel.stix import validate
 from flows import load_split
 from ipfs import EmbeddedStore
 from tests.helpers.runtime import Env
@@ -34,3 +35,10 @@ def make_nsl_env(tmp_path: Path, chain: LocalAnvil, *, participants: int = 2) ->
     n = len(split.train)
     data = [split.train.subset(list(range(i, n, participants))) for i in range(participants)]
     return Env(chain, store, store_dir, fed, list(orgs), data, tmp_path), split
+
+
+def assert_valid_bundle(text: str) -> None:
+    """stix2-validator finds no error, and no warning beyond the ones the design accepts."""
+    result = validate(text)
+    assert result.ok, result.errors[:5]
+    assert not result.unexpected_warnings(), result.unexpected_warnings()[:5]
