@@ -87,9 +87,9 @@ def push(event: MISPEvent, url: str, key: str, *, timeout: float = 30.0, verify_
                       https_adapter=BoundedAdapter(timeout=timeout))  # fmt: skip
         answer = misp.add_event(event)
     except PyMISPError as exc:
-        raise _misp_error(url, str(exc)) from None
+        raise _misp_error(url, str(exc).replace(key, "<key>")) from None
     except Exception as exc:  # requests' errors, raised while PyMISP talks to the server
-        raise _misp_error(url, f"{type(exc).__name__}: {exc}") from None
+        raise _misp_error(url, f"{type(exc).__name__}: {exc}".replace(key, "<key>")) from None
     if isinstance(answer, dict) and answer.get("errors"):
         raise ShareRejected(f"MISP at {url} refused the event: {str(answer['errors'])[:300]}",
                             hint="an event with this uuid may already exist there (the same alerts were pushed before)")  # fmt: skip
