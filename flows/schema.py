@@ -57,19 +57,44 @@ class CategoricalFeature:
     vocabulary: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CodedColumn:
+    """A string column held as its values and each row's index into them (what a
+    dictionary-encoding CSV reader produces), so encoding need not sort the strings.
+    ``np.asarray(column)`` gives the plain object array of every row's value."""
+
+    values: np.ndarray  # object array of strings (need not be distinct)
+    codes: np.ndarray  # int64, one per row, indexing values
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def __getitem__(self, index: Any) -> CodedColumn:
+        return CodedColumn(self.values, self.codes[index])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.values[self.codes]
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass
 class RawFlows:
     """Parsed, not yet encoded flow records: what a loader or generator produces.
 
     ``numeric`` holds float64 arrays (Inf/NaN only where the schema allows them),
     ``categorical`` holds string arrays, ``families`` the taxonomy family of each
-    row and ``source_labels`` the label as the file wrote it.
+    row and ``source_labels`` the label as the file wrote it. Loaders also fill
+    ``lines``, the physical line of each row in its file (so a detection can name
+    the row), and, when asked for them, ``extras``: string columns that are not
+    features, such as a flow's endpoints (see ``flows.loaders.rows.ENDPOINT_FIELDS``).
     """
 
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
     families: np.ndarray
     source_labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    lines: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.families.shape[0])
@@ -156,8 +181,36 @@ class FeatureSchema:
 
     def transform(self, raw: RawFlows) -> np.ndarray:
         """Encode ``raw`` to float64 ``(n, dim)``, before normalisation."""
+        out = np.empty((self.dim, len(raw)), dtype=np.float64)
+        self._write_columns(raw, out)
+        return np.ascontiguousarray(out.T)
+
+    def features(self, raw: RawFlows, normaliser: Normaliser) -> np.ndarray:
+        """Encoded and normalised float32 ``(n, dim)`` features of ``raw``: the values of
+        ``normaliser.apply(self.transform(raw))`` without its intermediate copies (for scoring
+        large files chunk by chunk). The result is column-major (a transposed view)."""
+        if normaliser.centre.shape != (self.dim,):
+            raise SchemaError(
+                f"normaliser for {normaliser.schema_id} expects {normaliser.centre.shape[0]} features, "
+                f"schema {self.schema_id} has {self.dim}"
+            )
+        out = np.empty((self.dim, len(raw)), dtype=np.float32)
+        self._write_columns(raw, out, normaliser.centre, normaliser.scale)
+        return out.T
+
+    def _write_columns(self, raw: RawFlows, out: np.ndarray, centre: np.ndarray | None = None,
+                       scale: np.ndarray | None = None) -> None:
+        """Write encoded column ``j`` of every row into ``out[j]``, normalised as
+        ``(x - centre[j]) / scale[j]`` in float64 when ``centre`` is given (then cast to
+        ``out``'s dtype on assignment, as ``astype`` would)."""
         n = len(raw)
-        cols: list[np.ndarray] = []
+        j = 0
+
+        def put(j: int, x: np.ndarray) -> None:
+            if centre is not None and scale is not None and (centre[j] != 0.0 or scale[j] != 1.0):
+                x = (np.asarray(x, dtype=np.float64) - centre[j]) / scale[j]
+            out[j] = x
+
         flags: list[np.ndarray] = []
         for f in self.numeric:
             if f.name not in raw.numeric:
@@ -167,7 +220,7 @@ class FeatureSchema:
                 raise SchemaError(f"column {f.name!r} has shape {x.shape}, expected ({n},)")
             finite = np.isfinite(x)
             if f.nonfinite == "flag":
-                flags.append((~finite).astype(np.float64))
+                flags.append(~finite)
                 x = np.where(finite, x, 0.0)
             elif not finite.all():
                 row = int(np.argmin(finite))
@@ -177,22 +230,32 @@ class FeatureSchema:
                 )
             if f.transform == "log1p":
                 x = np.sign(x) * np.log1p(np.abs(x))
-            cols.append(x)
-        cols += flags
+            put(j, x)
+            j += 1
+        for flag in flags:
+            put(j, flag.astype(np.float64))
+            j += 1
         for c in self.categorical:
             if c.name not in raw.categorical:
                 raise SchemaError(f"schema {self.schema_id}: raw flows lack column {c.name!r}")
-            values = np.asarray(raw.categorical[c.name], dtype=object).astype(str)
+            col = raw.categorical[c.name]
             lookup = {v: i for i, v in enumerate(c.vocabulary)}
-            uniq, inverse = np.unique(values, return_inverse=True)
+            if isinstance(col, CodedColumn):
+                uniq, inverse = [str(v) for v in col.values], col.codes
+            else:
+                uniq, inverse = np.unique(np.asarray(col, dtype=object).astype(str), return_inverse=True)
             # Unseen values share the last (<other>) slot, keeping the width fixed.
             pos = np.array([lookup.get(u, len(c.vocabulary)) for u in uniq], dtype=np.int64)
-            onehot = np.zeros((n, len(c.vocabulary) + 1), dtype=np.float64)
-            onehot[np.arange(n), pos[inverse.reshape(-1)]] = 1.0
-            cols.extend(onehot.T)
-        if not cols:
-            return np.zeros((n, 0))
-        return np.stack(cols, axis=1)
+            width = len(c.vocabulary) + 1
+            if centre is not None and scale is not None and ((centre[j : j + width] != 0.0) | (scale[j : j + width] != 1.0)).any():
+                onehot = np.zeros((width, n), dtype=np.float64)
+                onehot[pos[inverse.reshape(-1)], np.arange(n)] = 1.0
+                for k in range(width):
+                    put(j + k, onehot[k])
+            else:
+                out[j : j + width] = 0.0
+                out[j + pos[inverse.reshape(-1)], np.arange(n)] = 1.0
+            j += width
 
     def encode(self, raw: RawFlows, normaliser: Normaliser) -> FlowDataset:
         """Encode and normalise ``raw`` into a :class:`FlowDataset`."""

@@ -43,6 +43,8 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),
+    ("fedledger.cli.detect_cmd", "register", None),
+    ("fedledger.cli.share_cmd", "app", "share"),
 ]
 
 

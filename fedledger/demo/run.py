@@ -32,6 +32,7 @@ from fedledger.demo.report import (
     show_event,
     write_markdown,
 )
+from fedledger.intel import demo_outputs
 
 ORG_NAMES = ("First Bank", "City Hospital", "SecureOps MSSP", "National CERT", "Telco One", "Health Net", "Pay Corp", "Grid Energy")
 
@@ -300,6 +301,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         print_audit(console, report)
         if report.privacy:
             print_privacy(console, report.privacy, {p.address: p.name for p in procs})
+        intel = demo_outputs(out, ledger, store, fed.descriptor_cid, test, audited=report.ok, console=console)
 
     timings["total"] = time.perf_counter() - t_start
     by_name = {p.address: p.name for p in procs}
@@ -327,6 +329,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                                                    "budget": opts.dp_budget},  # fmt: skip
         # per organisation, from the audit: verified per-round spend, the ledger's naive sum, the composed total
         "privacy": {by_name.get(a, a): spend for a, spend in report.privacy.items()},
+        "intel": intel,  # detection on the test flows: alerts.jsonl, bundle.json (STIX 2.1), misp-event.json
     }
     (out / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
     write_markdown(out / "report.md", result)

@@ -20,6 +20,7 @@ from flows.errors import DataError
 from flows.loaders.rows import (
     BadRowPolicy,
     ColumnPlan,
+    FilePlan,
     LabelPolicy,
     LoadReport,
     concat_raw,
@@ -73,7 +74,12 @@ SCHEMA = FeatureSchema(
 )
 
 
-def _plan_for(path: Path, header: list[str]) -> ColumnPlan:
+# The GeneratedLabelledFlows files also name the flow's endpoints.
+_ENDPOINT_COLUMNS = {"Source IP": "src_ip", "Source Port": "src_port", "Destination IP": "dst_ip",
+                     "Destination Port": "dst_port", "Protocol": "protocol"}
+
+
+def _plan_for(path: Path, header: list[str], endpoints: bool = False) -> ColumnPlan:
     index: dict[str, int] = {}
     for i, cell in enumerate(header):
         name = cell.strip()
@@ -102,7 +108,23 @@ def _plan_for(path: Path, header: list[str]) -> ColumnPlan:
         numeric=[(index[f.name], f) for f in SCHEMA.numeric],
         categorical=[(index["Destination Port"], "Destination Port")],
         label=label,
+        label_columns=(label_idx,),
+        extras=[(index[c], ours) for c, ours in _ENDPOINT_COLUMNS.items() if c in index] if endpoints else (),
     )
+
+
+def files(path: Path) -> list[Path]:
+    """``path``, or the ``*.csv`` files of a directory."""
+    return flow_files(path)
+
+
+def plan(path: Path, *, endpoints: bool = False) -> FilePlan | None:
+    """How to read one CICIDS2017 file (its header row names the columns); None for an empty file."""
+    with open_rows(path) as reader:
+        header = first_row(path, reader)
+        if header is None:
+            return None
+        return FilePlan(_plan_for(path, header, endpoints), header_lines=int(reader.line_num))
 
 
 def read(
@@ -114,14 +136,14 @@ def read(
 ) -> tuple[RawFlows, LoadReport]:
     """Read CICIDS2017 rows from a CSV file or every ``*.csv`` of a directory."""
     parts, report = [], LoadReport()
-    for f in flow_files(path):
+    for f in files(path):
+        fp = plan(f)
+        if fp is None:
+            report = report.merge(LoadReport(files=[str(f)]))
+            continue
         with open_rows(f) as reader:
-            header = first_row(f, reader)
-            if header is None:
-                report = report.merge(LoadReport(files=[str(f)]))
-                continue
-            plan = _plan_for(f, header)
-            raw, rep = parse_rows(f, reader, plan, on_bad_row=on_bad_row,
+            first_row(f, reader)
+            raw, rep = parse_rows(f, reader, fp.plan, on_bad_row=on_bad_row,
                                   unknown_labels=unknown_labels,
                                   max_rows=None if max_rows is None else max_rows - report.rows)
         parts.append(raw)

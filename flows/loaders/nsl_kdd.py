@@ -11,6 +11,7 @@ from flows.errors import MalformedRow
 from flows.loaders.rows import (
     BadRowPolicy,
     ColumnPlan,
+    FilePlan,
     LabelPolicy,
     LoadReport,
     concat_raw,
@@ -84,6 +85,28 @@ def _label(row: list[str]) -> str:
     return name.rstrip(".")  # KDD'99 writes "smurf."
 
 
+def files(path: Path) -> list[Path]:
+    """``path``, or the ``*.txt`` files of a directory."""
+    return flow_files(path, "*.txt") if Path(path).is_dir() else flow_files(path)
+
+
+def plan(path: Path, *, endpoints: bool = False) -> FilePlan:
+    """How to read one NSL-KDD file (no header). The format has no addresses or ports;
+    ``endpoints`` keeps the protocol only."""
+    index = {c: i for i, c in enumerate(COLUMNS)}
+    # 43 columns in NSL-KDD (label, difficulty); the KDD'99 files have 42.
+    n_cols = _sniff_width(path)
+    return FilePlan(ColumnPlan(
+        source="nsl-kdd",
+        n_columns=n_cols,
+        numeric=[(index[nf.name], nf) for nf in SCHEMA.numeric],
+        categorical=[(index[c], c) for c in CATEGORICAL],
+        label=_label,
+        label_columns=(41, 42) if n_cols == 43 else (41,),
+        extras=[(index["protocol_type"], "protocol")] if endpoints else (),
+    ))
+
+
 def read(
     path: Path,
     *,
@@ -92,21 +115,10 @@ def read(
     max_rows: int | None = None,
 ) -> tuple[RawFlows, LoadReport]:
     """Read NSL-KDD rows from a file (or every ``*.txt``/``*.csv`` file of a directory)."""
-    index = {c: i for i, c in enumerate(COLUMNS)}
-    files = flow_files(path, "*.txt") if Path(path).is_dir() else flow_files(path)
     parts, report = [], LoadReport()
-    for f in files:
+    for f in files(path):
         with open_rows(f) as reader:
-            # 43 columns in NSL-KDD (label, difficulty); the KDD'99 files have 42.
-            n_cols = _sniff_width(f)
-            plan = ColumnPlan(
-                source="nsl-kdd",
-                n_columns=n_cols,
-                numeric=[(index[nf.name], nf) for nf in SCHEMA.numeric],
-                categorical=[(index[c], c) for c in CATEGORICAL],
-                label=_label,
-            )
-            raw, rep = parse_rows(f, reader, plan, on_bad_row=on_bad_row,
+            raw, rep = parse_rows(f, reader, plan(f).plan, on_bad_row=on_bad_row,
                                   unknown_labels=unknown_labels,
                                   max_rows=None if max_rows is None else max_rows - report.rows)
         parts.append(raw)

@@ -29,6 +29,12 @@ LabelPolicy = Literal["error", "unknown", "skip"]
 
 MAX_REASONS = 10  # how many skipped-row reasons a report keeps verbatim
 
+#: The names a loader gives a flow's endpoint columns in ``RawFlows.extras`` when the
+#: file has them (NSL-KDD has none, the CICIDS2017 MachineLearningCVE files only the
+#: destination port; the GeneratedLabelledFlows files and UNSW-NB15's partitioned
+#: files have addresses and ports).
+ENDPOINT_FIELDS: tuple[str, ...] = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol")
+
 
 @dataclass
 class LoadReport:
@@ -70,6 +76,9 @@ class ColumnPlan:
     it, raising ValueError (with a reason) for a row whose label cells are bad.
     ``blank_as_zero`` names numeric columns where the producer writes an empty
     cell for "not applicable" (UNSW-NB15's HTTP/FTP counters on other flows).
+    ``label_columns`` are the cells ``label`` reads (so a block reader can check each
+    distinct combination once); ``extras`` are string columns kept verbatim (stripped)
+    under a name of ours, such as the endpoints in :data:`ENDPOINT_FIELDS`.
     """
 
     source: str
@@ -78,6 +87,16 @@ class ColumnPlan:
     categorical: Sequence[tuple[int, str]]
     label: Callable[[list[str]], str]
     blank_as_zero: frozenset[str] = frozenset()
+    label_columns: tuple[int, ...] = ()
+    extras: Sequence[tuple[int, str]] = ()
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How to read one flow file: its column plan and how many physical lines its header takes."""
+
+    plan: ColumnPlan
+    header_lines: int = 0
 
 
 @contextmanager
@@ -135,8 +154,10 @@ def parse_rows(
     families_of: dict[str, str] = {}  # label → family, so each name is looked up once
     values = array("d")
     cats: list[list[str]] = [[] for _ in plan.categorical]
+    extras: list[list[str]] = [[] for _ in plan.extras]
     families: list[str] = []
     labels: list[str] = []
+    lines = array("q")
 
     def line_of() -> int:
         return int(reader.line_num)
@@ -193,8 +214,11 @@ def parse_rows(
         values.extend(parsed)
         for k, (col, _) in enumerate(plan.categorical):
             cats[k].append(row[col].strip())
+        for k, (col, _) in enumerate(plan.extras):
+            extras[k].append(row[col].strip())
         families.append(family)
         labels.append(name.strip())
+        lines.append(line_of())
         report.rows += 1
         if max_rows is not None and report.rows >= max_rows:
             break
@@ -208,6 +232,8 @@ def parse_rows(
                      for k, (_, name) in enumerate(plan.categorical)},
         families=np.asarray(families, dtype=object),
         source_labels=np.asarray(labels, dtype=object),
+        lines=np.frombuffer(lines, dtype=np.int64).copy() if n else np.empty(0, dtype=np.int64),
+        extras={name: np.asarray(extras[k], dtype=object) for k, (_, name) in enumerate(plan.extras)},
     )
     return raw, report
 
@@ -247,6 +273,10 @@ def concat_raw(parts: Sequence[RawFlows]) -> RawFlows:
                      for k in first.categorical},
         families=np.concatenate([p.families for p in parts]),
         source_labels=np.concatenate([p.source_labels for p in parts]),
+        lines=np.concatenate([p.lines for p in parts]),
+        # Line numbers restart in each file; extras are kept only when every part has them.
+        extras={k: np.concatenate([p.extras[k] for p in parts]) for k in first.extras
+                if all(k in p.extras for p in parts)},
     )
 
 
@@ -256,6 +286,8 @@ def subset_raw(raw: RawFlows, idx: np.ndarray) -> RawFlows:
         categorical={k: v[idx] for k, v in raw.categorical.items()},
         families=raw.families[idx],
         source_labels=raw.source_labels[idx] if raw.source_labels.size else raw.source_labels,
+        lines=raw.lines[idx] if raw.lines.size else raw.lines,
+        extras={k: v[idx] for k, v in raw.extras.items()},
     )
 
 

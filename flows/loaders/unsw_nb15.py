@@ -22,6 +22,7 @@ from flows.errors import DataError, MalformedRow
 from flows.loaders.rows import (
     BadRowPolicy,
     ColumnPlan,
+    FilePlan,
     LabelPolicy,
     LoadReport,
     concat_raw,
@@ -89,7 +90,12 @@ def _label_reader(cat_idx: int, bin_idx: int):  # noqa: ANN202 - small closure
     return label
 
 
-def _plan_for(path: Path, first: list[str]) -> tuple[ColumnPlan, bool]:
+# Endpoint columns (named as in the training-set header); the training/testing-set files lack
+# the addresses and ports.
+_ENDPOINT_COLUMNS = {"srcip": "src_ip", "sport": "src_port", "dstip": "dst_ip", "dsport": "dst_port", "proto": "protocol"}
+
+
+def _plan_for(path: Path, first: list[str], endpoints: bool = False) -> tuple[ColumnPlan, bool]:
     """The column plan of one file and whether its first line is a header."""
     cells = [c.strip().lower() for c in first]
     if "attack_cat" in cells:
@@ -113,8 +119,28 @@ def _plan_for(path: Path, first: list[str]) -> tuple[ColumnPlan, bool]:
         categorical=[(index[c.name], c.name) for c in SCHEMA.categorical],
         label=_label_reader(index["attack_cat"], index["label"]),
         blank_as_zero=_BLANK_AS_ZERO,
+        label_columns=(index["attack_cat"], index["label"]),
+        extras=[(index[c], ours) for c, ours in _ENDPOINT_COLUMNS.items() if c in index] if endpoints else (),
     )
     return plan, has_header
+
+
+def files(path: Path) -> list[Path]:
+    """``path``, or the ``*.csv`` files of a directory."""
+    return flow_files(path)
+
+
+def plan(path: Path, *, endpoints: bool = False) -> FilePlan | None:
+    """How to read one UNSW-NB15 file (layout sniffed from its first line); None for an empty file."""
+    with open_rows(path) as reader:
+        try:
+            first = first_row(path, reader)
+        except MalformedRow:
+            first = [""] * len(PARTITIONED_COLUMNS)  # no header: parse_rows blames the line
+        if first is None:
+            return None
+        column_plan, has_header = _plan_for(path, first, endpoints)
+        return FilePlan(column_plan, header_lines=int(reader.line_num) if has_header else 0)
 
 
 def read(
@@ -126,21 +152,16 @@ def read(
 ) -> tuple[RawFlows, LoadReport]:
     """Read UNSW-NB15 rows from a CSV file or every ``*.csv`` of a directory."""
     parts, report = [], LoadReport()
-    for f in flow_files(path):
-        with open_rows(f) as reader:
-            try:
-                first = first_row(f, reader)
-            except MalformedRow:
-                first = [""] * len(PARTITIONED_COLUMNS)  # no header: parse_rows blames the line
-        if first is None:
+    for f in files(path):
+        fp = plan(f)
+        if fp is None:
             parts.append(_empty())
             report = report.merge(LoadReport(files=[str(f)]))
             continue
-        plan, has_header = _plan_for(f, first)
         with open_rows(f) as reader:
-            if has_header:
+            if fp.header_lines:
                 first_row(f, reader)
-            raw, rep = parse_rows(f, reader, plan, on_bad_row=on_bad_row,
+            raw, rep = parse_rows(f, reader, fp.plan, on_bad_row=on_bad_row,
                                   unknown_labels=unknown_labels,
                                   max_rows=None if max_rows is None else max_rows - report.rows)
         parts.append(raw)
