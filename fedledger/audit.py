@@ -20,7 +20,7 @@ added late) but keeps the recorded verdict, since a late update was rightly excl
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from contracts.client import Ledger, RoundState
@@ -80,6 +80,16 @@ class AuditReport:
             "rounds": [asdict(r) for r in self.rounds],
             "privacy": self.privacy,
         }
+
+
+@dataclass(frozen=True)
+class AuditCursor:
+    """Where an audit that goes round by round stands: the next round, the model it must start from,
+    and the strategy state the previous finalised round's re-derivation produced."""
+
+    next_round: int
+    expected_base: bytes
+    state: bytes | None = None
 
 
 class Auditor:
@@ -268,6 +278,21 @@ class Auditor:
         report = AuditReport(self.ledger.address, self.descriptor_cid, not genesis_problems, verdicts, genesis_problems)
         report.privacy = self.privacy_spend(verdicts)
         return report
+
+    def cursor(self) -> AuditCursor:
+        """A cursor at round 1: lineage starts at the genesis model, with no strategy state."""
+        return AuditCursor(1, self.genesis_digest())
+
+    def audit_next(self, cursor: AuditCursor) -> tuple[RoundVerdict, AuditCursor]:
+        """Audit the cursor's round and move past it, carrying lineage and strategy state as :meth:`audit` does.
+
+        For a follower that audits each new round once (the explorer): auditing rounds 1..n with
+        this gives the verdicts :meth:`audit` gives.
+        """
+        verdict, state = self.audit_round(cursor.next_round, expected_base=cursor.expected_base, state_in=cursor.state)
+        if verdict.global_model is None:  # no model came out of this round (open or aborted): lineage stays put
+            return verdict, replace(cursor, next_round=cursor.next_round + 1)
+        return verdict, AuditCursor(cursor.next_round + 1, cid_to_digest(verdict.global_model), state)
 
     def privacy_spend(self, verdicts: list[RoundVerdict]) -> dict[str, dict[str, Any]]:
         """Each DP member's spend: per round, the ledger's naive sum, and the total composed by the accountant.
