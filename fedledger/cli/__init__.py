@@ -43,6 +43,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),
+    ("fedledger.cli.explorer_cmd", "register", None),
 ]
 
 
