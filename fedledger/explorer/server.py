@@ -132,3 +132,9 @@ def serve_until_interrupted(
         pass
     finally:
         explorer.stop()
+
+
+def explore_demo(ledger: Ledger, store: ContentStore, descriptor_cid: str, out: Path, console: Console) -> None:
+    """The demo's ``--explore``: serve its federation (read-only, verdicts cached in the report folder) until Ctrl-C."""
+    settings = ExplorerSettings(cache_dir=out / "explorer-cache", poll_seconds=2.0)
+    serve_until_interrupted(ledger.with_account(None), store, descriptor_cid=descriptor_cid, settings=settings, console=console)
