@@ -10,8 +10,9 @@ JSON and as server-rendered pages; :mod:`~fedledger.explorer.server` runs it on 
 from fedledger.explorer.server import (
     ExplorerSettings,
     RunningExplorer,
+    explore_demo,
     serve_until_interrupted,
     start_explorer,
 )
 
-__all__ = ["ExplorerSettings", "RunningExplorer", "serve_until_interrupted", "start_explorer"]
+__all__ = ["ExplorerSettings", "RunningExplorer", "explore_demo", "serve_until_interrupted", "start_explorer"]
