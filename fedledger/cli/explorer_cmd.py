@@ -15,8 +15,8 @@ from fedledger.cli.common import (
     RpcOpt,
     StoreOpt,
     attach_ledger,
+    chain_config,
     console,
-    federation_config,
     open_configured_store,
 )  # fmt: skip
 
@@ -39,9 +39,7 @@ def explorer(
     """Serve a read-only web explorer of the federation: rounds with their audit verdicts, members, lineage, downloads."""
     from fedledger.explorer import ExplorerSettings, serve_until_interrupted
 
-    cfg = federation_config(
-        config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api, descriptor=descriptor
-    )
+    cfg = chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     settings = ExplorerSettings(
         port=port, poll_seconds=poll_seconds, read_timeout=timeout, fetch_timeout=timeout, cache_dir=cache_dir,
         reaudit=reaudit, dp_budget=dp_budget,

@@ -8,7 +8,6 @@ appear without a change here; the only thing added is a one-word ``verdict`` lab
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from fedledger.explorer.cache import round_key
 from fedledger.explorer.details import ChainDetails
 from fedledger.explorer.errors import BadRequest, NotFound
 from fedledger.explorer.index import RoundEntry, Snapshot
+from fedledger.jsonable import to_jsonable as plain
 from ipfs import cid_to_digest, digest_to_cid
 
 MAX_ROUND_ID = 2**64
@@ -32,19 +32,6 @@ class ViewSettings:
 
 def cid(digest: bytes | None) -> str | None:
     return digest_to_cid(digest) if digest else None
-
-
-def plain(obj: Any) -> Any:
-    """JSON-ready: 32-byte digests as CIDs, other bytes as hex, enums by name."""
-    if isinstance(obj, (bytes, bytearray)):
-        return digest_to_cid(bytes(obj)) if len(obj) == 32 else "0x" + bytes(obj).hex()
-    if isinstance(obj, enum.Enum):
-        return obj.name.lower()
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
 
 
 # -- parameters --------------------------------------------------------------------------------
