@@ -76,6 +76,9 @@ class RoundVerdict:
             return UNVERIFIABLE
         return "verified" if self.state == "finalized" else self.state
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
     def finish(self, t0: float) -> RoundVerdict:
         self.ok = not (self.mismatches or self.disputed or self.unavailable)
         self.seconds = time.perf_counter() - t0
@@ -105,7 +108,7 @@ class AuditReport:
             "genesis_ok": self.genesis_ok,
             "mismatches": self.mismatches,
             "rebases": self.rebases,
-            "rounds": [{**asdict(r), "verdict": r.verdict} for r in self.rounds],
+            "rounds": [r.to_dict() for r in self.rounds],
             "privacy": self.privacy,
         }
 

@@ -45,6 +45,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.model_cmd", "app", "model"),
     ("fedledger.cli.detect_cmd", "register", None),
     ("fedledger.cli.share_cmd", "app", "share"),
+    ("fedledger.cli.explorer_cmd", "register", None),
 ]
 
 

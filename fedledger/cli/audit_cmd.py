@@ -21,6 +21,7 @@ from fedledger.cli.common import (
     federation_config,
     open_configured_store,
 )  # fmt: skip
+from fedledger.jsonable import to_jsonable as _plain
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
 
@@ -114,26 +115,6 @@ def audit_lineage(ctx: typer.Context) -> None:
         print(json.dumps(_plain(chain), indent=2, sort_keys=True, default=str))
     else:
         console.print(_plain(chain))
-
-
-def _plain(obj):  # noqa: ANN001, ANN202
-    """Dataclasses, bytes and enums as JSON-friendly values (bytes32 digests as CIDs)."""
-    import dataclasses
-    import enum
-
-    from ipfs import digest_to_cid
-
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (bytes, bytearray)):
-        return digest_to_cid(bytes(obj)) if len(obj) == 32 else "0x" + bytes(obj).hex()
-    if isinstance(obj, enum.Enum):
-        return obj.name.lower()
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def register(app: typer.Typer) -> None:

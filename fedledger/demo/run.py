@@ -61,6 +61,7 @@ class DemoOptions:
     strategy_params: dict[str, Any] = field(default_factory=dict)  # e.g. trim, f, m, clip_norm
     scoring: str = "leave-one-out"
     attacks: tuple[str, ...] = ()  # planted attackers, "KIND:COUNT" (fedledger.attacks.kinds)
+    explore: bool = False  # after the audit, keep the chain and serve the explorer until Ctrl-C
 
 
 @dataclass
@@ -302,6 +303,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         if report.privacy:
             print_privacy(console, report.privacy, {p.address: p.name for p in procs})
         intel = demo_outputs(out, ledger, store, fed.descriptor_cid, test, audited=report.ok, console=console)
+        if opts.explore:
+            from fedledger.explorer import explore_demo
+
+            explore_demo(ledger, store, fed.descriptor_cid, out, console)
 
     timings["total"] = time.perf_counter() - t_start
     by_name = {p.address: p.name for p in procs}
