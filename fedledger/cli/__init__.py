@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from faults import FedLedgerError
 
@@ -25,9 +26,29 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fedledger")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from fedledger import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedledger {_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full trace on errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+    ),
 ) -> None:
     _state["debug"] = debug
 
@@ -74,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except FedLedgerError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Messages name paths, sections ([chain]) and values: escaped, so rich shows them as they are.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")
@@ -95,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             err_console.print_exception()
         else:
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
             err_console.print("[yellow]hint:[/] run again with --debug for the full trace and report it")
         return 2
     return 0
