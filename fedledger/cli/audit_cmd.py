@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fedledger.cli.common import (
@@ -21,28 +22,48 @@ from fedledger.cli.common import (
     federation_config,
     open_configured_store,
 )  # fmt: skip
+from fedledger.config import Config
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
 
+# Every option of the audit is accepted before the sub-command (`audit --config f round 1`) and after it
+# (`audit round 1 --config f`); a value given after the sub-command wins.
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+_OPTION_NAMES = ("config", "rpc_url", "ledger", "chain_id", "store", "ipfs_api", "descriptor")
+
+
+def _settings(ctx: typer.Context, as_json: bool, **given: object) -> tuple[Config, bool]:
+    """The config and --json from the group's options with the sub-command's on top."""
+    outer = ctx.obj or {}
+    merged = {k: given.get(k) if given.get(k) is not None else outer.get(k) for k in _OPTION_NAMES}
+    config = merged.pop("config")
+    return federation_config(config, **merged), bool(as_json or outer.get("json"))  # type: ignore[arg-type]
+
 
 def _print_report(report) -> None:  # noqa: ANN001
+    if not report.rounds:
+        verdict = "no rounds yet; genesis model verified" if report.ok else "no rounds yet; DISCREPANCIES"
+        console.print(f"audit of {report.ledger}: {verdict}", highlight=False)
+        for m in report.mismatches:
+            console.print(f"[red]{escape(m)}")
+        return
     t = Table(title=f"audit of {report.ledger}: {'every round verified' if report.ok else 'DISCREPANCIES'}")
     for col in ("round", "state", "verdict", "accepted", "rejected", "seconds", "details"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for v in report.rounds:
         t.add_row(
             str(v.round_id), v.state, ("[green]verified" if v.ok else "[red]MISMATCH") if v.state == "finalized" else "-",
-            str(v.accepted), str(v.rejected), f"{v.seconds:.2f}", "; ".join(v.mismatches + v.notes),
+            str(v.accepted), str(v.rejected), f"{v.seconds:.2f}", escape("; ".join(v.mismatches + v.notes)),
         )  # fmt: skip
     console.print(t)
     for m in report.mismatches:
-        console.print(f"[red]{m}")
+        console.print(f"[red]{escape(m)}")
 
 
 @audit_app.callback()
 def audit(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    as_json: bool = JsonOpt,
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
     ledger: str = LedgerOpt,
@@ -52,14 +73,13 @@ def audit(
     descriptor: str = DescriptorOpt,
 ) -> None:
     """Re-derive every finalised round; exit 1 on any discrepancy, naming it."""
-    cfg = federation_config(
-        config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api, descriptor=descriptor
-    )
-    ctx.obj = {"cfg": cfg, "json": as_json}
+    ctx.obj = {"json": as_json, "config": config, "rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id,
+               "store": store, "ipfs_api": ipfs_api, "descriptor": descriptor}  # fmt: skip
     if ctx.invoked_subcommand is not None:
         return
     from fedledger.audit import Auditor
 
+    cfg, as_json = _settings(ctx, as_json)
     report = Auditor(attach_ledger(cfg), open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit()
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
@@ -70,48 +90,121 @@ def audit(
 
 
 @audit_app.command("round")
-def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Round number.")) -> None:
+def audit_round(
+    ctx: typer.Context,
+    round_id: int = typer.Argument(..., help="Round number."),
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+) -> None:
     """One round's full record, re-derived."""
     from contracts.history import round_record
     from fedledger.audit import Auditor
 
-    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
-    ledger = attach_ledger(cfg)
-    record = round_record(ledger, round_id)
-    report = Auditor(ledger, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit([round_id])
+    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
+                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
+    chain = attach_ledger(cfg)
+    record = round_record(chain, round_id)
+    report = Auditor(chain, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit([round_id])
     if as_json:
         print(json.dumps({"record": _plain(record), "audit": report.to_dict()}, indent=2, sort_keys=True, default=str))
     else:
-        console.print(_plain(record))
+        console.print(_round_table(_plain(record)))
         _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
 
 
 @audit_app.command("participant")
-def audit_participant(ctx: typer.Context, address: str = typer.Argument(..., help="Participant address.")) -> None:
+def audit_participant(
+    ctx: typer.Context,
+    address: str = typer.Argument(..., help="Participant address."),
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+) -> None:
     """A participant's full history: rounds, digests, samples, epsilon, scores."""
     from contracts.history import participant_history
+    from fedledger.audit import NotAMember
 
-    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
-    history = participant_history(attach_ledger(cfg), address)
+    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
+                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
+    chain = attach_ledger(cfg)
+    history = participant_history(chain, address)
+    if not history.name and not history.submissions:  # registering needs a name, and removal keeps it
+        raise NotAMember(
+            f"{history.participant} was never a participant of ledger {chain.address}",
+            hint="check the address; `fedledger audit lineage` and `fedledger audit round N` list who took part",
+        )
+    plain = _plain(history)
     if as_json:
-        print(json.dumps(_plain(history), indent=2, sort_keys=True, default=str))
-    else:
-        console.print(_plain(history))
+        print(json.dumps(plain, indent=2, sort_keys=True, default=str))
+        return
+    status = "active" if history.active else "removed"
+    console.print(
+        f"{escape(history.name)} ({history.participant}), {status}: total score {history.total_score}, "
+        f"epsilon spent {history.total_epsilon_milli / 1000:g} (the ledger's naive sum)",
+        highlight=False,
+    )
+    console.print(_submissions_table(f"{len(history.submissions)} submission(s)", plain["submissions"]))
 
 
 @audit_app.command("lineage")
-def audit_lineage(ctx: typer.Context) -> None:
+def audit_lineage(
+    ctx: typer.Context,
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    rpc_url: str = RpcOpt,
+    ledger: str = LedgerOpt,
+    chain_id: int = ChainIdOpt,
+    store: Path = StoreOpt,
+    ipfs_api: str = ApiOpt,
+    descriptor: str = DescriptorOpt,
+) -> None:
     """The model lineage from genesis to the latest global model."""
     from contracts.history import lineage
 
-    cfg, as_json = ctx.obj["cfg"], ctx.obj["json"]
-    chain = lineage(attach_ledger(cfg))
+    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
+                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
+    plain = _plain(lineage(attach_ledger(cfg)))
     if as_json:
-        print(json.dumps(_plain(chain), indent=2, sort_keys=True, default=str))
-    else:
-        console.print(_plain(chain))
+        print(json.dumps(plain, indent=2, sort_keys=True, default=str))
+        return
+    t = Table(title=f"lineage from genesis model {plain['genesis_model']}")
+    for col in ("round", "base model", "global model", "manifest", "block"):
+        t.add_column(col, overflow="fold")
+    for step in plain["steps"]:
+        t.add_row(str(step["round_id"]), step["base_model"], step["global_model"], step["manifest"], str(step["closed_block"]))
+    console.print(t if plain["steps"] else f"no finalised round yet: the latest model is the genesis model {plain['genesis_model']}")
+
+
+def _submissions_table(title: str, submissions: list[dict]) -> Table:
+    t = Table(title=title)
+    for col in ("round", "participant", "update", "samples", "epsilon", "score", "block"):
+        t.add_column(col, overflow="fold")
+    for s in submissions:
+        score = "-" if s["score"] is None else str(s["score"])
+        t.add_row(str(s["round_id"]), s["participant"], s["update"], f"{s['num_samples']:,}",
+                  f"{s['epsilon_milli'] / 1000:g}", score, str(s["block_number"]))  # fmt: skip
+    return t
+
+
+def _round_table(record: dict) -> Table:
+    info = record["info"]
+    title = f"round {info.get('round_id', '')}: {info.get('state')}, base {info.get('base_model')}"
+    if info.get("global_model"):
+        title += f", global {info['global_model']}"
+    return _submissions_table(title, record["submissions"])
 
 
 def _plain(obj):  # noqa: ANN001, ANN202
