@@ -57,6 +57,7 @@ def _root(
 # is skipped, so the CLI stays usable while parts are built.
 _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.ipfs_cmd", "app", "ipfs"),
+    ("fedledger.cli.keys_cmd", "app", "keys"),
     ("fedledger.cli.simulate_cmd", "register", None),
     ("fedledger.cli.federation_cmd", "register_commands", None),
     ("fedledger.cli.coordinator_cmd", "app", "coordinator"),
