@@ -62,6 +62,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.federation_cmd", "register_commands", None),
     ("fedledger.cli.coordinator_cmd", "app", "coordinator"),
     ("fedledger.cli.participant_cmd", "app", "participant"),
+    ("fedledger.cli.flows_cmd", "app", "flows"),
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),

@@ -81,6 +81,7 @@ def participant_run(
     """Wait for rounds, train on local flows, submit encoded updates."""
     from federation.descriptor import Descriptor
     from federation.updates import CodecParams
+    from fedledger.flowfiles import load_local_flows
     from participant.dp_training import dp_from_options
     from participant.update import TrainingSettings
 
@@ -93,7 +94,7 @@ def participant_run(
     account = load_signer(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
-    local = load_local_flows(data, data_format, desc)
+    local = load_local_flows(data, data_format, desc)  # a file that is not a flow set says so, with a hint
     t = cfg.training
     with _progress(enabled=not events) as (on_event, on_progress):
         service = participant_service()(
@@ -148,34 +149,6 @@ def _progress(enabled: bool):  # noqa: ANN202
                 bar.update(task["id"], completed=step, total=total)
 
         yield on_event, on_progress
-
-
-def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN201
-    """Read an organisation's flows in the federation's encoding."""
-    from federation.flowset import load_flowset
-
-    if data_format == "flowset" or path.suffix == ".flowset":
-        from flows.errors import DataError
-
-        try:
-            blob = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read flow file {path}: {exc.strerror}") from None
-        return load_flowset(blob, desc.spec)
-    from fedledger.config import ConfigError
-    from flows import load_dataset  # the loaders apply the format's schema
-    from flows.schema import Normaliser
-
-    if data_format not in DATA_FORMATS:
-        raise ConfigError(f"unknown data format {data_format!r}", hint=f"use one of {', '.join(DATA_FORMATS)}")
-    if desc.normaliser is None:
-        raise ConfigError(
-            f"this federation fixed no normalisation for raw {data_format} files",
-            hint="its admin deploys with --stats from every member (`fedledger participant stats`), or members use flow sets",
-        )
-    # Never normalise from this party's own rows: the federation's normaliser comes from everyone's merged statistics.
-    train, _ = load_dataset(data_format, path, None, test_fraction=0.0, normaliser=Normaliser.from_dict(desc.normaliser))
-    return train
 
 
 @app.command("stats")
