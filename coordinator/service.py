@@ -116,7 +116,7 @@ class CoordinatorService:
         if len(submitters) < min_updates:
             tx = self.ledger.abort_round(round_id)
             reason = f"quorum not reached: {len(submitters)} of {min_updates} updates"
-            self._on_event("aborted", {"round": round_id, "reason": reason})
+            self._on_event("aborted", {"round": round_id, "reason": reason, "gas": tx.gas_used})
             log.warning("round %d aborted: %s", round_id, reason)
             return RoundOutcome(round_id, False, None, tx.gas_used, reason)
 
@@ -126,12 +126,17 @@ class CoordinatorService:
         limit = self.descriptor.max_update_bytes
 
         def fetch(s):  # noqa: ANN001, ANN202
-            return fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=until)
+            started = time.perf_counter()
+            got = fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=until)
+            return got, time.perf_counter() - started
 
         self._on_event("fetching", {"round": round_id, "count": len(subs)})
         with ThreadPoolExecutor(max_workers=max(1, self.settings.fetch_workers)) as pool:
-            fetched = list(pool.map(run_in_context(fetch), subs))
+            timed = list(pool.map(run_in_context(fetch), subs))
+        fetched = [got for got, _ in timed]
         timings["fetch"] = time.perf_counter() - t0
+        for a, ((_, err), seconds) in zip(submitters, timed, strict=True):
+            self._on_event("fetched", {"round": round_id, "participant": a, "seconds": seconds, "error": err})
 
         base_bytes = self.store.get(digest_to_cid(info.base_model))
         _, base_weights = load_model_bytes(base_bytes, self.descriptor.spec)
@@ -210,7 +215,7 @@ class CoordinatorService:
                 if not exc.transient:
                     raise
                 log.warning("transient failure, retrying: %s", exc)
-                self._on_event("retry", {"error": str(exc)})
+                self._on_event("retry", {"error": str(exc), "kind": type(exc).__name__})
                 stop.wait(backoff.next_delay())
                 continue
             backoff.reset()

@@ -153,6 +153,7 @@ class ParticipantService:
         base_bytes = self.store.get(base_cid)  # the store verifies every block against the CID
         _, base_weights = load_model_bytes(base_bytes, spec)
         t_fetch = time.perf_counter() - t0
+        self._on_event("fetched", {"round": round_id, "cid": base_cid, "seconds": t_fetch})
 
         self._on_event("train", {"round": round_id, "records": len(self.data)})
         t1 = time.perf_counter()
@@ -194,13 +195,13 @@ class ParticipantService:
             except (DeadlinePassed, RoundNotOpen, AlreadySubmitted, RoundMissed) as exc:
                 # The round moved on while we trained (or a previous run's transaction landed): not fatal.
                 log.warning("round skipped: %s", exc)
-                self._on_event("skipped", {"error": str(exc)})
+                self._on_event("skipped", {"error": str(exc), "kind": type(exc).__name__})
                 continue
             except FedLedgerError as exc:
                 if not exc.transient:
                     raise
                 log.warning("transient failure, retrying: %s", exc)
-                self._on_event("retry", {"error": str(exc)})
+                self._on_event("retry", {"error": str(exc), "kind": type(exc).__name__})
                 stop.wait(backoff.next_delay())
                 continue
             backoff.reset()
