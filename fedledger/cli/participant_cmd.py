@@ -26,9 +26,9 @@ from fedledger.cli.common import (
     load_signer,
     open_configured_store,
     require,
-    setup_logging,
 )
 from fedledger.cli.federation_cmd import DATA_FORMATS
+from fedledger.cli.ops_options import LogFormatOpt, MetricsPortOpt, operated
 
 app = typer.Typer(help="Run a participant (one organisation).", no_args_is_help=True)
 
@@ -76,16 +76,18 @@ def participant_run(
     password_file: Path = PasswordFileOpt,
     key_env: str = KeyEnvOpt,
     events: bool = typer.Option(False, "--events", help="Print one JSON line per event on stdout."),
+    metrics_port: int = MetricsPortOpt,
+    log_format: str = LogFormatOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Wait for rounds, train on local flows, submit encoded updates."""
     from federation.descriptor import Descriptor
     from federation.updates import CodecParams
     from fedledger.flowfiles import load_local_flows
+    from fedledger.ops import fan_out
     from participant.dp_training import dp_from_options
     from participant.update import TrainingSettings
 
-    setup_logging(verbose)
     dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip, level=dp_level, accountant=dp_accountant)
     cfg = chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(
@@ -96,11 +98,12 @@ def participant_run(
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
     local = load_local_flows(data, data_format, desc)  # a file that is not a flow set says so, with a hint
     t = cfg.training
-    with _progress(enabled=not events) as (on_event, on_progress):
+    operations = operated("participant", metrics_port=metrics_port, log_format=log_format, verbose=verbose)
+    with operations as ops_event, _progress(enabled=not events) as (on_event, on_progress):
         service = participant_service()(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir,
             settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
-            poll_seconds=cfg.federation.poll_seconds, on_event=event_printer(events) if events else on_event,
+            poll_seconds=cfg.federation.poll_seconds, on_event=fan_out(ops_event, event_printer(events) if events else on_event),
             on_progress=on_progress,
         )  # fmt: skip
         done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
