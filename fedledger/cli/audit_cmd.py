@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -29,15 +33,35 @@ audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", inv
 # Every option of the audit is accepted before the sub-command (`audit --config f round 1`) and after it
 # (`audit round 1 --config f`); a value given after the sub-command wins.
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
-_OPTION_NAMES = ("config", "rpc_url", "ledger", "chain_id", "store", "ipfs_api", "descriptor")
+_OPTIONS: tuple[tuple[str, type, Any], ...] = (
+    ("as_json", bool, JsonOpt), ("config", Path, ConfigOpt), ("rpc_url", str, RpcOpt), ("ledger", str, LedgerOpt),
+    ("chain_id", int, ChainIdOpt), ("store", Path, StoreOpt), ("ipfs_api", str, ApiOpt), ("descriptor", str, DescriptorOpt),
+)  # fmt: skip
 
 
-def _settings(ctx: typer.Context, as_json: bool, **given: object) -> tuple[Config, bool]:
+def _settings(ctx: typer.Context, given: dict[str, Any]) -> tuple[Config, bool]:
     """The config and --json from the group's options with the sub-command's on top."""
     outer = ctx.obj or {}
-    merged = {k: given.get(k) if given.get(k) is not None else outer.get(k) for k in _OPTION_NAMES}
+    merged = {name: given[name] if given.get(name) is not None else outer.get(name) for name, _, _ in _OPTIONS}
+    as_json = bool(merged.pop("as_json") or outer.get("as_json"))
     config = merged.pop("config")
-    return federation_config(config, **merged), bool(as_json or outer.get("json"))  # type: ignore[arg-type]
+    return federation_config(config, **merged), as_json
+
+
+def with_audit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a sub-command every option of the group; it is called with ``cfg`` and ``as_json`` resolved."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name not in ("cfg", "as_json")]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=t) for name, t, opt in _OPTIONS]
+
+    @functools.wraps(command)
+    def run(ctx: typer.Context, *args: Any, **kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name, _, _ in _OPTIONS}
+        cfg, as_json = _settings(ctx, given)
+        command(ctx, *args, cfg=cfg, as_json=as_json, **kwargs)
+
+    run.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    return run
 
 
 def _print_report(report) -> None:  # noqa: ANN001
@@ -73,13 +97,13 @@ def audit(
     descriptor: str = DescriptorOpt,
 ) -> None:
     """Re-derive every finalised round; exit 1 on any discrepancy, naming it."""
-    ctx.obj = {"json": as_json, "config": config, "rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id,
+    ctx.obj = {"as_json": as_json, "config": config, "rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id,
                "store": store, "ipfs_api": ipfs_api, "descriptor": descriptor}  # fmt: skip
     if ctx.invoked_subcommand is not None:
         return
     from fedledger.audit import Auditor
 
-    cfg, as_json = _settings(ctx, as_json)
+    cfg, as_json = _settings(ctx, {})
     report = Auditor(attach_ledger(cfg), open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit()
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
@@ -90,24 +114,12 @@ def audit(
 
 
 @audit_app.command("round")
-def audit_round(
-    ctx: typer.Context,
-    round_id: int = typer.Argument(..., help="Round number."),
-    as_json: bool = JsonOpt,
-    config: Path = ConfigOpt,
-    rpc_url: str = RpcOpt,
-    ledger: str = LedgerOpt,
-    chain_id: int = ChainIdOpt,
-    store: Path = StoreOpt,
-    ipfs_api: str = ApiOpt,
-    descriptor: str = DescriptorOpt,
-) -> None:
+@with_audit_options
+def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Round number."), *, cfg: Config, as_json: bool) -> None:
     """One round's full record, re-derived."""
     from contracts.history import round_record
     from fedledger.audit import Auditor
 
-    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
-                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
     chain = attach_ledger(cfg)
     record = round_record(chain, round_id)
     report = Auditor(chain, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit([round_id])
@@ -121,24 +133,14 @@ def audit_round(
 
 
 @audit_app.command("participant")
+@with_audit_options
 def audit_participant(
-    ctx: typer.Context,
-    address: str = typer.Argument(..., help="Participant address."),
-    as_json: bool = JsonOpt,
-    config: Path = ConfigOpt,
-    rpc_url: str = RpcOpt,
-    ledger: str = LedgerOpt,
-    chain_id: int = ChainIdOpt,
-    store: Path = StoreOpt,
-    ipfs_api: str = ApiOpt,
-    descriptor: str = DescriptorOpt,
+    ctx: typer.Context, address: str = typer.Argument(..., help="Participant address."), *, cfg: Config, as_json: bool
 ) -> None:
     """A participant's full history: rounds, digests, samples, epsilon, scores."""
     from contracts.history import participant_history
     from fedledger.audit import NotAMember
 
-    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
-                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
     chain = attach_ledger(cfg)
     history = participant_history(chain, address)
     if not history.name and not history.submissions:  # registering needs a name, and removal keeps it
@@ -160,22 +162,11 @@ def audit_participant(
 
 
 @audit_app.command("lineage")
-def audit_lineage(
-    ctx: typer.Context,
-    as_json: bool = JsonOpt,
-    config: Path = ConfigOpt,
-    rpc_url: str = RpcOpt,
-    ledger: str = LedgerOpt,
-    chain_id: int = ChainIdOpt,
-    store: Path = StoreOpt,
-    ipfs_api: str = ApiOpt,
-    descriptor: str = DescriptorOpt,
-) -> None:
+@with_audit_options
+def audit_lineage(ctx: typer.Context, *, cfg: Config, as_json: bool) -> None:
     """The model lineage from genesis to the latest global model."""
     from contracts.history import lineage
 
-    cfg, as_json = _settings(ctx, as_json, config=config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id,
-                             store=store, ipfs_api=ipfs_api, descriptor=descriptor)  # fmt: skip
     plain = _plain(lineage(attach_ledger(cfg)))
     if as_json:
         print(json.dumps(plain, indent=2, sort_keys=True, default=str))
