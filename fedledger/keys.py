@@ -105,14 +105,20 @@ def _from_keystore(path: Path, password_file: str | Path | None) -> LocalAccount
     return account
 
 
-def keystore_address(path: str | Path) -> str:
-    """The checksummed address a keystore records (readable without its password, as geth and cast read it)."""
+def keystore_address(path: str | Path, password_file: str | Path | None = None) -> str:
+    """The checksummed address of a keystore's key: the one it records (as geth reads it, no password),
+    or, for keystores that record none (cast's), the key's own address once decrypted."""
     from eth_utils import to_checksum_address
 
     data = read_keystore(path)
     recorded = data.get("address")
     if not isinstance(recorded, str) or len(recorded.removeprefix("0x")) != 40:
-        raise KeyError_(f"keystore {path} records no address", hint="decrypt it with its password (--password-file) to learn it")
+        if read_password(password_file) is None:
+            raise KeyError_(
+                f"keystore {path} records no address",
+                hint=f"pass --password-file FILE or set {PASSWORD_ENV} to decrypt it and learn its address",
+            )
+        return _from_keystore(Path(path), password_file).address
     try:
         return to_checksum_address("0x" + recorded.removeprefix("0x"))
     except ValueError:

@@ -34,8 +34,9 @@ def keys_new(
 @app.command("address")
 def keys_address(
     keystore: Path = typer.Option(..., "--keystore", help="Keystore JSON file."),
+    password_file: Path = PasswordFileOpt,
 ) -> None:
-    """Print the address a keystore holds the key of (no password needed)."""
+    """Print the address a keystore holds the key of (a password only for keystores that record no address)."""
     from fedledger.keys import keystore_address
 
-    print(keystore_address(keystore))
+    print(keystore_address(keystore, password_file))

@@ -74,6 +74,21 @@ def test_a_missing_keystore_is_one_line_with_a_hint(tmp_path: Path, capsys) -> N
         assert "fedledger keys new" in lines[1]
 
 
+def test_a_keystore_without_an_address_field_as_cast_writes_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    acct = Account.create()
+    data = Account.encrypt(acct.key, "pw", kdf="scrypt", iterations=2**12)
+    del data["address"]
+    ks = tmp_path / "cast.json"
+    ks.write_text(json.dumps(data))
+    monkeypatch.delenv("FEDLEDGER_KEY_PASSWORD", raising=False)
+    code, _, err = run(["keys", "address", "--keystore", str(ks)], capsys)
+    assert code == 1 and "records no address" in err and "--password-file" in err
+    monkeypatch.setenv("FEDLEDGER_KEY_PASSWORD", "pw")
+    code, out, _ = run(["keys", "address", "--keystore", str(ks)], capsys)
+    assert code == 0 and out.strip() == acct.address
+    assert load_account(keystore=ks).address == acct.address
+
+
 def test_an_edited_address_is_caught_when_decrypting(tmp_path: Path) -> None:
     ks = write_keystore(Account.create(), tmp_path / "k.json", "pw")
     data = json.loads(ks.read_text())
