@@ -45,7 +45,7 @@ def participant_service():  # noqa: ANN201
 
 @app.command("run")
 def participant_run(
-    data: Path = typer.Option(..., "--data", help="Local flow records."),
+    data: Path = typer.Option(..., "--data", help="Local flows: a flow set (`fedledger flows convert`), or a raw export with --data-format."),
     data_format: str = typer.Option("flowset", "--data-format", help=f"One of {', '.join(DATA_FORMATS)}."),
     state_dir: Path = typer.Option(Path("participant-state"), "--state-dir", help="Where error-feedback state is kept."),
     rounds: int = typer.Option(None, "--rounds", help="Take part in this many rounds, then exit (default: until stopped)."),
