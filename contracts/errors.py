@@ -156,7 +156,10 @@ class NotPendingAdmin(LedgerRevert):
 class NotCoordinator(LedgerRevert):
     fields = ("account",)
     account: str
-    default_hint = "send this transaction from the coordinator's key (see `coordinator()`)"
+    default_hint = (
+        "send this transaction from the coordinator's key (the ledger's coordinator() names its address; "
+        "the admin changes it with `fedledger admin set-coordinator`)"
+    )
 
 
 class NotParticipant(LedgerRevert):

@@ -9,6 +9,7 @@ if the mined transaction reverted anyway, replays it to name the error.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -217,8 +218,36 @@ class Transport:
 
 
 def short(exc: BaseException) -> str:
+    """What went wrong, in words: the socket's reason for a network failure (not urllib3's repr), else the text."""
+    reason = network_reason(exc)
+    if reason is not None:
+        return reason
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "…"
+
+
+def network_reason(exc: BaseException) -> str | None:
+    """"connection refused", "host name not found", "timed out"…: the OS-level cause buried in requests/urllib3 wrappers."""
+    chain: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(chain) < 20:
+        e = todo.pop(0)
+        if any(e is seen for seen in chain):
+            continue
+        chain.append(e)
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args) if isinstance(x, BaseException)]
+    for e in reversed(chain):  # the deepest cause says it best
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, socket.gaierror):
+            return "host name not found"
+        if isinstance(e, TimeoutError):
+            return "timed out"
+        if isinstance(e, OSError) and type(e).__module__ == "builtins" and e.strerror:
+            return e.strerror[0].lower() + e.strerror[1:]
+    if any(isinstance(e, requests.exceptions.Timeout) for e in chain):
+        return "timed out"
+    return None
 
 
 def connect(rpc_url: str, timeout: float, expected_chain_id: int | None) -> tuple[Web3, int]:

@@ -154,12 +154,17 @@ class CoordinatorService:
         limit = update_limit(self.descriptor)
 
         def fetch(s):  # noqa: ANN001, ANN202
-            return s.participant, fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=window)
+            started = time.perf_counter()
+            got = fetch_update(self.store, digest_to_cid(s.update), max_bytes=limit, until=window)
+            return s.participant, got, time.perf_counter() - started
 
         self._on_event("fetching", {"round": round_id, "count": len(subs)})
         with ThreadPoolExecutor(max_workers=max(1, self.settings.fetch_workers)) as pool:
-            fetched = dict(pool.map(run_in_context(fetch), subs))
+            timed = list(pool.map(run_in_context(fetch), subs))
+        fetched = {participant: got for participant, got, _ in timed}
         timings["fetch"] = time.perf_counter() - t0
+        for participant, (_, err), seconds in timed:
+            self._on_event("fetched", {"round": round_id, "participant": participant, "seconds": seconds, "error": err})
 
         t1 = time.perf_counter()
         self._on_event("aggregating", {"round": round_id})
@@ -193,7 +198,7 @@ class CoordinatorService:
     def _abort(self, round_id: int, reason: str) -> RoundOutcome:
         tx = self.ledger.abort_round(round_id)
         self._closing.pop(round_id, None)
-        self._on_event("aborted", {"round": round_id, "reason": reason})
+        self._on_event("aborted", {"round": round_id, "reason": reason, "gas": tx.gas_used})
         log.warning("round %d aborted: %s", round_id, reason)
         return RoundOutcome(round_id, False, None, tx.gas_used, reason)
 
@@ -264,7 +269,7 @@ class CoordinatorService:
                 if not exc.transient:
                     raise
                 log.warning("transient failure, retrying: %s", exc)
-                self._on_event("retry", {"error": str(exc)})
+                self._on_event("retry", {"error": str(exc), "kind": type(exc).__name__})
                 stop.wait(backoff.next_delay())
                 continue
             backoff.reset()

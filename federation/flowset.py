@@ -50,11 +50,15 @@ def load_flowset(blob: bytes, spec: ModelSpec | None = None) -> FlowDataset:
         )
     except FedLedgerError as exc:
         raise InvalidDescriptor(f"flow set: {exc}") from None
-    if spec is None:
-        return data
+    if spec is not None:
+        check_fits(data, spec)
+    return data
+
+
+def check_fits(data: FlowDataset, spec: ModelSpec) -> None:
+    """Raise unless ``data`` has the schema, width and classes of the model ``spec``."""
     if data.schema_id != spec.schema_id or data.classes != spec.classes or data.features.shape[1] != spec.input_dim:
         raise InvalidDescriptor(
             f"flow set ({data.schema_id}, {data.features.shape[1]} features, {len(data.classes)} classes) "
             f"does not fit the model spec ({spec.schema_id}, {spec.input_dim} features, {len(spec.classes)} classes)"
         )
-    return data

@@ -47,6 +47,10 @@ class AuditError(FedLedgerError):
     """The audit cannot start (no federation to audit, descriptor missing)."""
 
 
+class NotAMember(AuditError):
+    """The address asked about never was a participant of the ledger."""
+
+
 @dataclass
 class RoundVerdict:
     round_id: int

@@ -23,15 +23,19 @@ A file looks like::
     mu = 0.0                  # FedProx
     absent_class_scale = 1.0  # FedRS (0..1)
 
-Unknown sections or keys are an error (a typo must not silently fall back to a default).
+Unknown sections or keys are an error (a typo must not silently fall back to a default),
+and so is a value of the wrong type (``rounds = "five"``): each is checked against its field.
 """
 
 from __future__ import annotations
 
 import tomllib
+import types
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+import tomli_w
 
 from faults import FedLedgerError
 
@@ -87,6 +91,7 @@ class Config:
             current = getattr(out, name)
             clean = {k: v for k, v in values.items() if v is not None}
             _check_keys(name, clean, type(current))
+            clean = {k: _checked(name, k, v, type(current)) for k, v in clean.items()}
             out = replace(out, **{name: replace(current, **clean)})
         return out
 
@@ -102,6 +107,33 @@ def _check_keys(section: str, values: dict[str, Any], cls: type) -> None:
             f"unknown key(s) in [{section}]: {', '.join(unknown)}",
             hint=f"known keys in [{section}]: {', '.join(sorted(known))}",
         )
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "a table", list: "an array"}
+
+
+def _checked(section: str, key: str, value: Any, cls: type) -> Any:
+    """``value`` if it has the type of field ``key`` (an integer is taken for a float), else a ConfigError."""
+    hint = get_type_hints(cls)[key]
+    allowed = [t for t in (hint.__args__ if isinstance(hint, types.UnionType) else (hint,)) if t is not type(None)]
+    for t in allowed:
+        if t is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, t) and not (t is int and isinstance(value, bool)):
+            return value
+    expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
+    got = _TYPE_NAMES.get(type(value), type(value).__name__)
+    raise ConfigError(
+        f"[{section}] {key} must be {expected}, got {value!r} ({got})",
+        hint=f"e.g. {key} = {_example(cls, key, allowed[0])} in [{section}]",
+    )
+
+
+def _example(cls: type, key: str, t: type) -> str:
+    default = next(f.default for f in fields(cls) if f.name == key)
+    if default is not None and isinstance(default, t):
+        return tomli_w.dumps({key: default}).split("=", 1)[1].strip()
+    return {str: '"…"', int: "1", float: "0.5", bool: "true"}.get(t, "…")
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -136,18 +168,5 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def dump_config(cfg: Config) -> str:
-    """Render a config as TOML (None values are left out)."""
-    lines: list[str] = []
-    for section, values in cfg.to_dict().items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if value is None:
-                continue
-            if isinstance(value, str):
-                lines.append(f'{key} = "{value}"')
-            elif isinstance(value, bool):
-                lines.append(f"{key} = {'true' if value else 'false'}")
-            else:
-                lines.append(f"{key} = {value}")
-        lines.append("")
-    return "\n".join(lines)
+    """Render a config as TOML (None values are left out); any string, ``\\`` and ``"`` included, round-trips."""
+    return tomli_w.dumps({section: {k: v for k, v in values.items() if v is not None} for section, values in cfg.to_dict().items()})

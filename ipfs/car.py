@@ -34,7 +34,7 @@ MAX_HEADER = 1 << 16
 class CarError(StoreError):
     """A CAR file that is not a well-formed CAR v1."""
 
-    hint = "pass a CAR v1 file as `ipfs dag export` or `fedledger ipfs export-car` writes it"
+    hint = "pass a CAR v1 file as `ipfs dag export` or `fedledger ipfs dag export` writes it"
 
 
 # --- writing ----------------------------------------------------------------

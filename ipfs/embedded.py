@@ -192,7 +192,7 @@ class EmbeddedStore(ContentStore):
                 raise ContentNotFound(
                     str(c),
                     where=self.location,
-                    hint=f"a block of {root} is missing; import the whole DAG again (import-car)",
+                    hint=f"a block of {root} is missing; import the whole DAG again (fedledger ipfs dag import)",
                 ) from None
             except OSError as exc:
                 raise StoreError(f"cannot read block {c} from {self.location}: {exc.strerror}") from None

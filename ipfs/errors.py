@@ -20,7 +20,7 @@ class ContentNotFound(StoreError):
         super().__init__(
             f"content {cid} is not in {where}",
             hint=hint
-            or "check the CID, or put the content first (fedledger ipfs add FILE / import-car FILE)",
+            or "check the CID, or put the content first (fedledger ipfs add FILE / dag import FILE)",
         )
         self.cid = cid
 

@@ -246,10 +246,12 @@ class ParticipantService:
         if blob is None:
             base_cid = digest_to_cid(base_digest)
             self._on_event("fetch", {"round": round_id, "cid": base_cid})
+            t_fetch0 = time.perf_counter()
             try:
                 _, base_weights = load_model_bytes(self.store.get(base_cid), spec)  # every block verified
             except InvalidModelFile as exc:
                 raise RoundMissed(f"round {round_id}'s base model {base_cid} cannot be trained on: {exc}") from None
+            self._on_event("fetched", {"round": round_id, "cid": base_cid, "seconds": time.perf_counter() - t_fetch0})
             self._on_event("train", {"round": round_id, "records": len(self.data)})
             t1 = time.perf_counter()
             task = RoundTask(round_id, self.address, base_digest, self.round_seed(round_id), self.ledger.chain_id, self.ledger.address)
@@ -277,10 +279,12 @@ class ParticipantService:
         if feedback.exists():
             feedback.replace(self._ef_path)
         log.info("round %d: committed %s (%d bytes, %d samples)", round_id, cid, len(blob), header.num_samples)
-        return Submitted(
+        outcome = Submitted(
             round_id, cid, len(blob), header.num_samples, t_train, t_store, t_chain, gas,
             dict(made.trained.metrics) if made else {}, made.trained.privacy if made else None, verify_seconds,
         )  # fmt: skip
+        self._on_event("submitted", outcome.__dict__)
+        return outcome
 
     def _submit(self, round_id: int, cid: str, num_samples: int, epsilon_milli: int) -> int:
         """Submit the commitment; every revert of it ends in a retry, a skipped round or a clear error."""
@@ -323,20 +327,19 @@ class ParticipantService:
                 outcome = self.step() if rounds is None or len(done) < rounds else self._reveal_last(done)
             except (RoundMissed, BaseRefused) as exc:
                 log.warning("round skipped: %s", exc)
-                self._on_event("skipped", {"error": str(exc)})
+                self._on_event("skipped", {"error": str(exc), "kind": type(exc).__name__})
                 stop.wait(self.poll_seconds)
                 continue
             except FedLedgerError as exc:
                 if not exc.transient:
                     raise
                 log.warning("transient failure, retrying: %s", exc)
-                self._on_event("retry", {"error": str(exc)})
+                self._on_event("retry", {"error": str(exc), "kind": type(exc).__name__})
                 stop.wait(backoff.next_delay())
                 continue
             backoff.reset()
             if outcome is not None:
                 done.append(outcome)
-                self._on_event("submitted", outcome.__dict__)
                 idle_since = time.monotonic()
                 continue
             if idle_exit is not None and time.monotonic() - idle_since > idle_exit:

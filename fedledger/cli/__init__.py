@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from faults import FedLedgerError
 
@@ -21,13 +22,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fedledger")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from fedledger import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedledger {_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full trace on errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+    ),
 ) -> None:
     _state["debug"] = debug
 
@@ -36,10 +57,12 @@ def _root(
 # is skipped, so the CLI stays usable while parts are built.
 _GROUPS: list[tuple[str, str, str | None]] = [
     ("fedledger.cli.ipfs_cmd", "app", "ipfs"),
+    ("fedledger.cli.keys_cmd", "app", "keys"),
     ("fedledger.cli.simulate_cmd", "register", None),
     ("fedledger.cli.federation_cmd", "register_commands", None),
     ("fedledger.cli.coordinator_cmd", "app", "coordinator"),
     ("fedledger.cli.participant_cmd", "app", "participant"),
+    ("fedledger.cli.flows_cmd", "app", "flows"),
     ("fedledger.cli.audit_cmd", "register", None),
     ("fedledger.cli.demo_cmd", "register", None),
     ("fedledger.cli.model_cmd", "app", "model"),
@@ -77,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except FedLedgerError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Messages name paths, sections ([chain]) and values: escaped, so rich shows them as they are.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")
@@ -98,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             err_console.print_exception()
         else:
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
             err_console.print("[yellow]hint:[/] run again with --debug for the full trace and report it")
         return 2
     return 0

@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 
 from fedledger.config import Config, ConfigError, load_config
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages name paths and CIDs: never break them across lines
 
 # Typer option declarations reused by every command that talks to the federation.
 ConfigOpt = typer.Option(None, "--config", "-c", help="Federation TOML file (every value can be overridden below).")
@@ -71,11 +71,12 @@ def open_configured_store(cfg: Config):  # noqa: ANN201
     return open_store(cfg.store.dir, cfg.store.ipfs_api)
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, handler: logging.Handler | None = None) -> None:
+    """Log to stderr: through rich, or through ``handler`` (e.g. JSON lines)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[handler or RichHandler(console=console, show_path=False)],
     )
 
 
@@ -85,6 +86,7 @@ def status_text(kind: str, info: dict) -> str:
     return {
         "opened": f"round {r}: open, waiting for updates",
         "fetching": f"round {r}: fetching {info.get('count')} updates",
+        "fetched": f"round {r}: fetching updates",
         "aggregating": f"round {r}: validating, aggregating and scoring",
         "finalized": f"round {r}: finalised",
     }.get(kind, f"{kind} {r}")

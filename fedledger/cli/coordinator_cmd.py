@@ -25,9 +25,9 @@ from fedledger.cli.common import (
     load_signer,
     open_configured_store,
     require,
-    setup_logging,
     status_text,
 )
+from fedledger.cli.ops_options import LogFormatOpt, MetricsPortOpt, operated
 
 app = typer.Typer(help="Run the off-chain coordinator.", no_args_is_help=True)
 
@@ -54,20 +54,23 @@ def coordinator_run(
     password_file: Path = PasswordFileOpt,
     key_env: str = KeyEnvOpt,
     events: bool = typer.Option(False, "--events", help="Print one JSON line per event on stdout."),
+    metrics_port: int = MetricsPortOpt,
+    log_format: str = LogFormatOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Open, close, finalise (or abort) rounds until --rounds are finalised."""
     from coordinator.service import CoordinatorService, CoordinatorSettings
 
-    setup_logging(verbose)
     cfg = chain_config(
         config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor, round_seconds=round_seconds,
         fetch_timeout=fetch_timeout, fetch_workers=fetch_workers,
     )  # fmt: skip
     account = load_signer(keystore, password_file, key_env)
     f = cfg.federation
-    with console.status("starting", spinner="dots") as status:
+    operations = operated("coordinator", metrics_port=metrics_port, log_format=log_format, verbose=verbose)
+    with operations as ops_event, console.status("starting", spinner="dots") as status:
         def show(kind: str, info: dict) -> None:
+            ops_event(kind, info)
             if events:
                 event_printer(True)(kind, info)
             elif kind in ("finalized", "aborted"):
@@ -84,6 +87,10 @@ def coordinator_run(
             on_event=show,
         )  # fmt: skip
         outcomes = service.run(rounds=rounds if rounds is not None else f.rounds)
+    _print_outcomes(outcomes)
+
+
+def _print_outcomes(outcomes) -> None:  # noqa: ANN001
     table = Table(title="rounds")
     for col in ("round", "outcome", "accepted", "rejected", "gas"):
         table.add_column(col)

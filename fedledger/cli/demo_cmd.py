@@ -13,7 +13,7 @@ from fedledger.cli.common import console
 def demo(
     participants: int = typer.Option(5, "--participants", "-n", help="Organisations (separate OS processes)."),
     rounds: int = typer.Option(5, "--rounds", "-r", help="Rounds to finalise."),
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Report folder (replaced)."),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Report folder: a new one, or one an earlier demo wrote (replaced)."),
     dataset: str = typer.Option("synthetic", "--dataset", help="synthetic, nsl-kdd, unsw-nb15 or cicids2017."),
     train: Path = typer.Option(None, "--train", help="Training file of a real data set."),
     test: Path = typer.Option(None, "--test", help="Test file (default: a stratified hold-out of --train)."),

@@ -1,4 +1,7 @@
-"""``fedledger ipfs …``: add, cat, export and import content as ``ipfs`` does.
+"""``fedledger ipfs …``: add, cat, export and import content as ``ipfs`` does, in Kubo's words.
+
+``pin ls`` lists the pinned roots, ``dag export`` / ``dag import`` move DAGs as CAR files;
+the earlier names ``ls``, ``export-car`` and ``import-car`` still work (hidden).
 
 The store is the one ``ipfs.open_store`` picks: ``--store DIR`` or ``--ipfs-api
 ADDR`` if given, else $FEDLEDGER_STORE, else $IPFS_API, else the default embedded
@@ -24,6 +27,10 @@ app = typer.Typer(
     help="The content store (embedded, or a Kubo node): CIDs identical to `ipfs add`.",
     no_args_is_help=True,
 )
+pin_app = typer.Typer(help="Pinned content.", no_args_is_help=True)
+dag_app = typer.Typer(help="DAGs as CAR files.", no_args_is_help=True)
+app.add_typer(pin_app, name="pin")
+app.add_typer(dag_app, name="dag")
 
 _STORE_HELP = "Embedded store directory (default: $FEDLEDGER_STORE, else ~/.local/share/fedledger/store)."
 _API_HELP = "Kubo RPC API as multiaddr or URL, e.g. /ip4/127.0.0.1/tcp/5001 (default: $IPFS_API)."
@@ -68,7 +75,18 @@ def cat(
     out.flush()
 
 
-@app.command("export-car")
+@dag_app.command("export")
+def dag_export(
+    cid: str = typer.Argument(..., help="Root CID of the DAG to export."),
+    out: str = typer.Argument("-", metavar="[OUT]", help="CAR file to write (default '-': standard output, as `ipfs dag export`)."),
+    store: Optional[Path] = StoreOption,
+    ipfs_api: Optional[str] = ApiOption,
+) -> None:
+    """Export the DAG under CID as a CAR v1 file (`ipfs dag import` reads it)."""
+    export_car_cmd(cid, out, store, ipfs_api)
+
+
+@app.command("export-car", hidden=True)
 def export_car_cmd(
     cid: str = typer.Argument(..., help="Root CID of the DAG to export."),
     out: str = typer.Argument(..., metavar="OUT", help="CAR file to write ('-' for standard output)."),
@@ -99,7 +117,8 @@ def export_car_cmd(
     typer.echo(f"exported {cid} ({count} blocks) to {target}", err=True)
 
 
-@app.command("import-car")
+@dag_app.command("import")
+@app.command("import-car", hidden=True)
 def import_car_cmd(
     file: str = typer.Argument(..., metavar="FILE", help="CAR v1 file to import ('-' reads standard input)."),
     store: Optional[Path] = StoreOption,
@@ -112,12 +131,22 @@ def import_car_cmd(
         typer.echo(root)
 
 
-@app.command("ls")
-def ls_cmd(store: Optional[Path] = StoreOption, ipfs_api: Optional[str] = ApiOption) -> None:
-    """List the pinned roots."""
+@pin_app.command("ls")
+def pin_ls(
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the CIDs."),
+    store: Optional[Path] = StoreOption,
+    ipfs_api: Optional[str] = ApiOption,
+) -> None:
+    """List the pinned roots, as `ipfs pin ls` does ("CID recursive": a pin keeps the whole DAG)."""
     with _open(store, ipfs_api) as source:
         for cid in source.list():
-            typer.echo(cid)
+            typer.echo(cid if quiet else f"{cid} recursive")
+
+
+@app.command("ls", hidden=True)
+def ls_cmd(store: Optional[Path] = StoreOption, ipfs_api: Optional[str] = ApiOption) -> None:
+    """List the pinned roots (the earlier name of `pin ls -q`; Kubo's `ipfs ls` lists a directory's links)."""
+    pin_ls(True, store, ipfs_api)
 
 
 @app.command()

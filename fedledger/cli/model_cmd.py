@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from faults import FedLedgerError
 from fedledger.cli.common import (
     ApiOpt,
     ChainIdOpt,
@@ -22,6 +23,12 @@ from fedledger.cli.common import (
 
 app = typer.Typer(help="Export the federation's models.", no_args_is_help=True)
 
+FORMATS = {".safetensors": "the canonical model file", ".pt": "a torch state_dict"}
+
+
+class UnknownModelFormat(FedLedgerError):
+    """``model export`` was asked for a file type it does not write."""
+
 
 @app.command("export")
 def export(
@@ -36,10 +43,14 @@ def export(
 ) -> None:
     """Fetch a global model by its on-chain digest (verified by the store) and write it, with its spec beside it."""
     from contracts.client import RoundState
-    from faults import FedLedgerError
     from federation.model import load_model_bytes
     from ipfs import digest_to_cid
 
+    if out.suffix not in FORMATS:
+        raise UnknownModelFormat(
+            f"{out}: model export writes {' or '.join(FORMATS)} files, not {out.suffix or 'a file without a suffix'}",
+            hint=", ".join(f"{k}: {v}" for k, v in FORMATS.items()),
+        )
     cfg = federation_config(config, rpc_url=rpc_url, ledger=ledger, chain_id=chain_id, store=store, ipfs_api=ipfs_api)
     led = attach_ledger(cfg)
     if round_id is None:

@@ -26,9 +26,9 @@ from fedledger.cli.common import (
     load_signer,
     open_configured_store,
     require,
-    setup_logging,
 )
 from fedledger.cli.federation_cmd import DATA_FORMATS
+from fedledger.cli.ops_options import LogFormatOpt, MetricsPortOpt, operated
 
 app = typer.Typer(help="Run a participant (one organisation).", no_args_is_help=True)
 
@@ -45,7 +45,7 @@ def participant_service():  # noqa: ANN201
 
 @app.command("run")
 def participant_run(
-    data: Path = typer.Option(..., "--data", help="Local flow records."),
+    data: Path = typer.Option(..., "--data", help="Local flows: a flow set (`fedledger flows convert`), or a raw export with --data-format."),
     data_format: str = typer.Option("flowset", "--data-format", help=f"One of {', '.join(DATA_FORMATS)}."),
     state_dir: Path = typer.Option(Path("participant-state"), "--state-dir", help="Where error-feedback state is kept."),
     rounds: int = typer.Option(None, "--rounds", help="Take part in this many rounds, then exit (default: until stopped)."),
@@ -76,15 +76,18 @@ def participant_run(
     password_file: Path = PasswordFileOpt,
     key_env: str = KeyEnvOpt,
     events: bool = typer.Option(False, "--events", help="Print one JSON line per event on stdout."),
+    metrics_port: int = MetricsPortOpt,
+    log_format: str = LogFormatOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Wait for rounds, train on local flows, submit encoded updates."""
     from federation.descriptor import Descriptor
     from federation.updates import CodecParams
+    from fedledger.flowfiles import load_local_flows
+    from fedledger.ops import fan_out
     from participant.dp_training import dp_from_options
     from participant.update import TrainingSettings
 
-    setup_logging(verbose)
     dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip, level=dp_level, accountant=dp_accountant)
     cfg = chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(
@@ -93,13 +96,14 @@ def participant_run(
     account = load_signer(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
-    local = load_local_flows(data, data_format, desc)
+    local = load_local_flows(data, data_format, desc)  # a file that is not a flow set says so, with a hint
     t = cfg.training
-    with _progress(enabled=not events) as (on_event, on_progress):
+    operations = operated("participant", metrics_port=metrics_port, log_format=log_format, verbose=verbose)
+    with operations as ops_event, _progress(enabled=not events) as (on_event, on_progress):
         service = participant_service()(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir, descriptor_cid=cfg.federation.descriptor,
             settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
-            poll_seconds=cfg.federation.poll_seconds, on_event=event_printer(events) if events else on_event,
+            poll_seconds=cfg.federation.poll_seconds, on_event=fan_out(ops_event, event_printer(events) if events else on_event),
             on_progress=on_progress,
         )  # fmt: skip
         done = service.run(rounds=1 if one_shot else rounds, idle_exit=idle_exit)
@@ -148,34 +152,6 @@ def _progress(enabled: bool):  # noqa: ANN202
                 bar.update(task["id"], completed=step, total=total)
 
         yield on_event, on_progress
-
-
-def load_local_flows(path: Path, data_format: str, desc):  # noqa: ANN001, ANN201
-    """Read an organisation's flows in the federation's encoding."""
-    from federation.flowset import load_flowset
-
-    if data_format == "flowset" or path.suffix == ".flowset":
-        from flows.errors import DataError
-
-        try:
-            blob = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read flow file {path}: {exc.strerror}") from None
-        return load_flowset(blob, desc.spec)
-    from fedledger.config import ConfigError
-    from flows import load_dataset  # the loaders apply the format's schema
-    from flows.schema import Normaliser
-
-    if data_format not in DATA_FORMATS:
-        raise ConfigError(f"unknown data format {data_format!r}", hint=f"use one of {', '.join(DATA_FORMATS)}")
-    if desc.normaliser is None:
-        raise ConfigError(
-            f"this federation fixed no normalisation for raw {data_format} files",
-            hint="its admin deploys with --stats from every member (`fedledger participant stats`), or members use flow sets",
-        )
-    # Never normalise from this party's own rows: the federation's normaliser comes from everyone's merged statistics.
-    train, _ = load_dataset(data_format, path, None, test_fraction=0.0, normaliser=Normaliser.from_dict(desc.normaliser))
-    return train
 
 
 @app.command("stats")

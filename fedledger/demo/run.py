@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from rich.table import Table
 
 from faults import FedLedgerError
 from fedledger.cli.common import status_text
+from fedledger.demo.outdir import prepare_out
 from fedledger.demo.report import (
     plot,
     print_audit,
@@ -156,10 +156,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         raise FedLedgerError("the demo needs at least one participant and one round")
     attack_specs = [AttackSpec.parse(a) for a in opts.attacks]  # bad options fail before anything starts
     strategy_from_name(opts.strategy, **opts.strategy_params)
-    out = opts.out.resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = prepare_out(opts.out)
     store_dir = out / "store"
     store = open_store(None if opts.ipfs_api else store_dir, opts.ipfs_api)
 

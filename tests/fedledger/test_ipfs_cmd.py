@@ -131,3 +131,26 @@ def test_unwritable_store_exits_1(vector_file, tmp_path, capsys) -> None:
     blocker.write_text("")
     code, _, err = run(["ipfs", "add", "--store", str(blocker / "s"), str(vector_file)], capsys)
     assert code == 1 and "not writable" in err
+
+
+def test_kubo_names_pin_ls_and_dag_export_import_with_the_old_names_hidden(vector_file, tmp_path, capsys) -> None:
+    src, dst, car = tmp_path / "a", tmp_path / "b", tmp_path / "x.car"
+    run(["ipfs", "add", "-q", "--store", str(src), str(vector_file)], capsys)
+    code, _, err = run(["ipfs", "dag", "export", "--store", str(src), VECTOR["cid"], str(car)], capsys)
+    assert code == 0 and "3 blocks" in err
+    code, out, _ = run(["ipfs", "dag", "import", "--store", str(dst), str(car)], capsys)
+    assert code == 0 and out.strip() == VECTOR["cid"]
+    code, out, _ = run(["ipfs", "pin", "ls", "--store", str(dst)], capsys)
+    assert code == 0 and out.splitlines() == [f"{VECTOR['cid']} recursive"]
+    code, out, _ = run(["ipfs", "pin", "ls", "-q", "--store", str(dst)], capsys)
+    assert out.split() == [VECTOR["cid"]]
+    # `ipfs dag export CID` writes the CAR to standard output, as Kubo's does.
+    proc = subprocess.run([sys.executable, "-m", "fedledger", "ipfs", "dag", "export", "--store", str(src), VECTOR["cid"]],
+                          capture_output=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout == car.read_bytes()
+
+    code, out, _ = run(["ipfs", "--help"], capsys)
+    listed = out.split("Commands")[-1]
+    for old in ("export-car", "import-car", " ls "):
+        assert old not in listed
+    assert "pin" in listed and "dag" in listed
