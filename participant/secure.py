@@ -55,7 +55,7 @@ from federation.secagg import (
 from federation.secagg.shares import MAX_BUNDLE_BYTES
 from federation.secagg.unmask import MaskedSubmission, judge_masked
 from federation.updates import UpdateHeader
-from ipfs import StoreError, cid_to_digest, content_cid, digest_to_cid
+from ipfs import StoreError, cid_to_digest, digest_to_cid
 from participant.statefiles import write_private
 from participant.update import ProducedUpdate, RoundTask, train_round
 
