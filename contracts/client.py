@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_account.signers.local import LocalAccount
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts import errors

@@ -158,7 +158,9 @@ class Descriptor:
 
     def genesis_model(self) -> bytes:
         """The canonical bytes of the genesis model this descriptor commits to."""
-        from federation.model.network import init_model  # torch only when a model is made
+        from federation.model.network import (
+            init_model,  # torch only when a model is made
+        )
 
         return save_model_bytes(self.spec, init_model(self.spec, self.genesis_seed()))
 

@@ -25,9 +25,14 @@ from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.defences import DefenceParams
 from federation.rounds.scoring import ScoringRule, round_seed
 from federation.rounds.secure import SecureInputs, derive_secure_round
-from federation.secagg.params import MODE as SECURE_MODE
 from federation.rounds.strategies import Strategy, strategy_from_name
-from federation.rounds.validation import Binding, SubmissionInput, Verdict, validate_submission
+from federation.rounds.validation import (
+    Binding,
+    SubmissionInput,
+    Verdict,
+    validate_submission,
+)
+from federation.secagg.params import MODE as SECURE_MODE
 from federation.updates import NO_LEDGER
 from flows import FlowDataset
 from ipfs import cid_to_digest, content_cid

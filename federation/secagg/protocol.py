@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_utils import to_checksum_address
 
 from faults import FedLedgerError
 from federation.secagg.params import SecureParams
@@ -66,6 +67,10 @@ class SecureRound:
     round_id: int
     params: SecureParams
     member_keys: Mapping[str, bytes]  # the round's members -> their X25519 public keys (bound on chain)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ledger", to_checksum_address(self.ledger))
+        object.__setattr__(self, "member_keys", {to_checksum_address(a): bytes(k) for a, k in self.member_keys.items()})
 
     @property
     def members(self) -> tuple[str, ...]:
