@@ -111,7 +111,9 @@ class LocalAnvil:
 
     ``port=None`` picks a free port (retrying if another process grabs it first);
     ``state_path`` keeps the chain in a file across restarts (anvil's ``--state``: loaded on
-    start, written on stop); ``block_time=None`` mines a block per transaction.
+    start, written on stop); ``block_time=None`` mines a block per transaction and only then, so
+    the chain's clock stands still between transactions; ``block_time=N`` also mines an empty
+    block every N seconds (anvil's mixed mining), so deadlines pass on chain as on a real network.
     """
 
     def __init__(
@@ -246,7 +248,7 @@ class LocalAnvil:
             "--hardfork", "cancun",  # the EVM version the contract is compiled for
         ]
         if self.block_time is not None:
-            cmd += ["--block-time", str(self.block_time)]
+            cmd += ["--block-time", str(self.block_time), "--mixed-mining"]
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--state", str(self.state_path)]

@@ -220,8 +220,11 @@ def _secure_problems(d: Descriptor) -> list[str]:
         SecureParams.from_privacy(d.privacy)
     except InvalidSecureParams as exc:
         bad.append(str(exc))
-    if d.strategy not in SUM_STRATEGIES or (isinstance(d.strategy_params, dict) and "clip_norm" in d.strategy_params):
-        bad.append(f"secure aggregation reveals only the sum: the strategy must be one of {SUM_STRATEGIES} without clip_norm")
+    if d.strategy not in SUM_STRATEGIES:
+        bad.append(f"strategy {d.strategy!r} needs every update, but secure aggregation reveals only their sum: "
+                   f"use one of {', '.join(SUM_STRATEGIES)}")  # fmt: skip
+    elif isinstance(d.strategy_params, dict) and "clip_norm" in d.strategy_params:
+        bad.append("clip_norm needs every update's norm, but secure aggregation reveals only their sum: the clip range bounds them")
     if isinstance(d.scoring, dict) and d.scoring.get("rule") != "sample-share":
         bad.append("secure aggregation scores by sample-share (no update is ever seen alone)")
     return bad

@@ -25,15 +25,22 @@ from federation.model.network import init_model
 from federation.privacy import check_dp_delta
 from federation.rounds.scoring import ScoringRule
 from federation.rounds.strategies import strategy_from_name
+from federation.secagg import SecureParams
 from federation.updates import CodecParams
 from fedledger.attacks.kinds import COPY, FREE_RIDE, AttackSpec, plant, submission_order
 from fedledger.attacks.member import attacked_update
-from fedledger.local_federation import LocalFederation, members_of, simulated_address
+from fedledger.local_federation import (
+    LocalFederation,
+    SecureCohort,
+    members_of,
+    simulated_account,
+    simulated_address,
+)
 from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.compression import ErrorFeedback
 from participant.dp_training import dp_from_options
 from participant.training import train_local
-from participant.update import RoundTask, TrainingSettings, produce_update
+from participant.update import RoundTask, TrainingSettings, produce_update, train_round
 
 Progress = Callable[[str, int, int], None]
 
@@ -78,6 +85,8 @@ class SimulationConfig:
     # (on the test set, which stands in for the federation's public validation set here).
     attacks: tuple[str, ...] = ()
     scoring: str = "leave-one-out"
+    # "public", or "secure-aggregation": members run the real masking protocol and only the sum is unmasked
+    privacy: str = "public"
 
 
 participant_address = simulated_address  # the name benchmarks use
@@ -128,13 +137,24 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     for address, data in orgs:
         if len(data) == 0:
             raise SimulationError(f"the {cfg.split} split left organisation {address} without data", hint="use fewer participants")
+    cohort: SecureCohort | None = None
+    if cfg.privacy == "secure-aggregation":
+        if attack_specs:
+            raise SimulationError("planted attacks are caught by comparing updates; secure aggregation shows only their sum")
+        accounts_ = [simulated_account(i, cfg.seed) for i in range(len(parts))]
+        orgs = sorted(((a.address, train.subset(idx)) for a, idx in zip(accounts_, parts, strict=True)), key=lambda o: o[0].lower())
+        cohort = SecureCohort(accounts_, SecureParams.for_members(len(orgs)))
+        rule = ScoringRule.from_dict({"rule": "sample-share"})
+    elif cfg.privacy != "public":
+        raise SimulationError(f"unknown privacy mode {cfg.privacy!r}", hint="use public or secure-aggregation")
     planted = plant([a for a, _ in orgs], attack_specs, cfg.seed) if attack_specs else {}
     # On-chain order: members who train, then copiers and free-riders (they wait for something to copy).
     by_address = dict(orgs)
     orgs = [(a, by_address[a]) for a in submission_order([a for a, _ in orgs], planted)]
     # The test set stands in for the federation's public validation set: scores are computed on it.
     fed = LocalFederation.create(
-        spec=spec, validation=test, strategy=cfg.strategy, strategy_params=cfg.strategy_params, scoring=rule, seed=cfg.seed
+        spec=spec, validation=test, strategy=cfg.strategy, strategy_params=cfg.strategy_params, scoring=rule, seed=cfg.seed,
+        privacy=cohort.params.to_privacy() if cohort is not None else None,
     )
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
     dp = dp_from_options(cfg.dp_epsilon, cfg.dp_delta if cfg.dp_epsilon is not None else None, cfg.dp_budget,
@@ -161,6 +181,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             for a, d in sorted(orgs, key=lambda o: o[0].lower())
         ],
         "scoring": rule.to_dict(),
+        "privacy_mode": cfg.privacy,
         "rounds": [],
     }
     total_steps = cfg.rounds * len(orgs)
@@ -172,11 +193,19 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         first_honest: bytes | None = None
         privacy: dict[str, dict[str, float]] = {}
         refused: dict[str, str] = {}
+        trained: dict[str, Any] = {}
         for j, (address, data) in enumerate(orgs):
             task = RoundTask(rnd, address, base_digest, cfg.seed * 1_000_003 + rnd * 1009 + j)
             kind = planted.get(address)
             account = accounts.get(address)
             try:
+                if cohort is not None:  # masked below, with every member's update at once
+                    trained[address] = train_round(task, spec, fed.weights, data, settings, privacy=account)
+                    if trained[address].mechanism is not None:
+                        privacy[address] = {"epsilon": trained[address].epsilon_milli / 1000,
+                                            "composed_epsilon": trained[address].privacy["composed_epsilon"]}  # fmt: skip
+                    notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
+                    continue
                 if kind is None:
                     made = produce_update(task, spec, fed.weights, data, settings, feedback=feedback[address], privacy=account)
                 else:
@@ -199,8 +228,13 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             notify("train", (rnd - 1) * len(orgs) + j + 1, total_steps)
         members: list[dict[str, Any]] = []
         scoring: dict[str, Any] | None = None
+        secure = None
+        if cohort is not None and trained:
+            subs, secure = cohort.run(rnd, base_digest, spec, trained)
+            submitted = [(sub.participant, sub.data) for sub in subs]
+            sizes = {sub.participant: len(sub.data) for sub in subs}
         if submitted:  # every member may have refused (budget spent): the model then stays as it was
-            derived = fed.run_round(submitted, absent=sorted(refused))
+            derived = fed.run_round(submitted, absent=sorted(refused), secure=secure)
             members = members_of(derived, planted)
             scoring = derived.score_report
         metrics = evaluate(fed.weights, spec, test)

@@ -49,6 +49,14 @@ def deploy(
     holdout_dir: Path = typer.Option(None, "--holdout-dir", help="Where the hold-outs are written, for the coordinator to keep."),
     reveal_seconds: int = typer.Option(30, "--reveal-seconds", help="How long the coordinator waits for members' bytes after submissions close."),
     abort_grace: int = typer.Option(3600, "--abort-grace", help="Seconds after a round's deadline from which any member may abort it."),
+    privacy: str = typer.Option(
+        "public", "--privacy", help="public, or secure-aggregation: members' updates are masked and only their sum is revealed."
+    ),
+    max_members: int = typer.Option(None, "--max-members", help="Secure aggregation: the most members a round may have (n)."),
+    threshold: int = typer.Option(None, "--threshold", help="Secure aggregation: shares that rebuild a secret (t > n/2; default n/2 + 1)."),
+    clip: float = typer.Option(1.0, "--clip", help="Secure aggregation: every coordinate of an update is clipped to [-clip, clip]."),
+    weight_cap: int = typer.Option(10_000, "--weight-cap", help="Secure aggregation: samples beyond this do not add weight."),
+    share_seconds: int = typer.Option(60, "--share-seconds", help="Secure aggregation: how long each round's share phase lasts."),
     out: Path = typer.Option(None, "--out", help="Write the federation TOML here."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
@@ -60,6 +68,7 @@ def deploy(
     key_env: str = KeyEnvOpt,
 ) -> None:
     """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
+    privacy_section = secure_privacy(privacy, max_members, threshold, clip=clip, weight_cap=weight_cap, share_seconds=share_seconds)
     from federation.flowset import load_flowset
     from fedledger.deploy import create_federation
     from flows import load_dataset, schema_for
@@ -97,7 +106,7 @@ def deploy(
         hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
         seed=seed, coordinator=coordinator or account.address, expected_chain_id=cfg.chain.chain_id,
         normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring, holdouts=holdouts,
-        holdout_dir=holdout_dir, reveal_seconds=reveal_seconds, abort_grace=abort_grace,
+        holdout_dir=holdout_dir, reveal_seconds=reveal_seconds, abort_grace=abort_grace, privacy=privacy_section,
     )  # fmt: skip
     # chain_id goes into the file too: everyone who receives it then refuses any other chain.
     cfg = cfg.with_overrides(
@@ -108,11 +117,27 @@ def deploy(
     table = Table(title="federation created", show_header=False)
     for k, v in (
         ("ledger", fed.ledger.address), ("descriptor", fed.descriptor_cid), ("genesis model", fed.genesis_cid),
-        ("validation set", fed.validation_cid), ("deploy gas", f"{fed.deploy_gas:,}"), ("config", str(out or "-")),
+        ("validation set", fed.validation_cid), ("privacy", fed.descriptor.privacy_mode),
+        ("deploy gas", f"{fed.deploy_gas:,}"), ("config", str(out or "-")),
     ):  # fmt: skip
         table.add_row(k, v)
     console.print(table)
     print(fed.ledger.address)
+
+
+def secure_privacy(mode: str, max_members: int | None, threshold: int | None, **params: object) -> dict | None:
+    """The descriptor's privacy section for ``--privacy`` (None: public)."""
+    from federation.secagg import SecureParams
+
+    if mode == "public":
+        if max_members is not None or threshold is not None:
+            raise ConfigError("--max-members and --threshold are secure-aggregation parameters", hint="add --privacy secure-aggregation")
+        return None
+    if mode != "secure-aggregation":
+        raise ConfigError(f"unknown privacy mode {mode!r}", hint="use --privacy public or --privacy secure-aggregation")
+    if max_members is None:
+        raise ConfigError("secure aggregation needs the most members a round may have", hint="pass --max-members N")
+    return SecureParams.for_members(max_members, threshold, **params).to_privacy()  # type: ignore[arg-type]
 
 
 def register(

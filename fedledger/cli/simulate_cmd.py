@@ -71,6 +71,9 @@ def simulate(
     dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5; must be below 1/records of each member)."),
     dp_budget: float = typer.Option(None, "--dp-budget", help="Each member's total composed epsilon; it sits out rounds beyond it."),
     dp_clip: float = typer.Option(None, "--dp-clip", help="Per-sample gradient clipping norm (default 1.0)."),
+    privacy: str = typer.Option(
+        "public", "--privacy", help="public, or secure-aggregation: the real masking protocol, only the sum unmasked."
+    ),
 ) -> None:
     """Run a learning-only federated simulation and write per-round metrics to --json."""
     if dataset not in DATASETS:
@@ -108,7 +111,7 @@ def simulate(
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
-        dp_clip=dp.clip_norm if dp else 1.0,
+        dp_clip=dp.clip_norm if dp else 1.0, privacy=privacy,
     )  # fmt: skip
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -171,7 +171,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         f"organisations; public validation {len(validation):,}; test {len(test):,}"
     )
 
-    with LocalAnvil(accounts=opts.participants + 2, state_path=out / "chain-state.json") as chain:
+    # A block every second besides one per transaction: a round whose members do not all submit
+    # closes at its deadline, as on a real network (an automine-only chain's clock stops between transactions).
+    with LocalAnvil(accounts=opts.participants + 2, state_path=out / "chain-state.json", block_time=1) as chain:
         admin, coordinator_key, *orgs = chain.accounts
         min_updates = opts.min_updates or max(1, (opts.participants * 3 + 4) // 5)
         holdout_dir = out / "coordinator" / "holdouts"  # the coordinator's private copy of the scoring hold-outs

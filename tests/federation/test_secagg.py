@@ -90,6 +90,28 @@ def test_fewer_than_the_threshold_of_shares_do_not_rebuild_a_secret() -> None:
     assert found is None
 
 
+def test_the_share_field_is_prime_and_holds_every_32_byte_secret() -> None:
+    from Crypto.Util.number import isPrime
+
+    from federation.secagg.shares import FIELD, VALUE_BYTES
+
+    assert FIELD > 1 << 256 and FIELD < 1 << (8 * VALUE_BYTES)
+    assert isPrime(FIELD, false_positive_prob=1e-40)
+    assert not any(isPrime(k) for k in range((1 << 256) + 1, FIELD, 2))  # the smallest prime above 2^256
+    for secret in (bytes(32), b"\xff" * 32):
+        assert combine_shares(split_secret(secret, 4, 7)[2:6]) == secret
+
+
+def test_reconstruction_names_the_shares_off_the_polynomial_and_steps_around_them() -> None:
+    secret = os.urandom(32)
+    shares = split_secret(secret, 3, 6)
+    forged = [(i, v if i not in (1, 5) else os.urandom(33)) for i, v in shares]
+    found, bad = reconstruct(forged, 3, lambda s: s == secret)
+    assert found == secret and bad == [1, 5]  # a bad share among the first three: another subset is tried
+    found, bad = reconstruct(forged[:2] + forged[4:], 3, lambda s: s == secret)  # only 2 of the 4 are good
+    assert found is None and bad == []
+
+
 def test_the_unmasked_sum_is_exactly_the_sum_of_the_members_fixed_point_updates(five: Members) -> None:
     raw = five.bundles()
     peers = {a: check_bundle(five.rnd, a, b) for a, b in raw.items()}

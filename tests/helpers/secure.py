@@ -17,8 +17,8 @@ SHARE_SECONDS = 120
 
 
 def make_secure_env(tmp_path: Path, chain: LocalAnvil, *, participants: int = 5, threshold: int = 3,
-                    min_updates: int = 2, **federation: object) -> Env:  # fmt: skip
-    params = SecureParams.for_members(participants, threshold, share_seconds=SHARE_SECONDS)
+                    min_updates: int = 2, share_seconds: int = SHARE_SECONDS, **federation: object) -> Env:  # fmt: skip
+    params = SecureParams.for_members(participants, threshold, share_seconds=share_seconds)
     options: dict[str, object] = {"reveal_seconds": 60, **federation}  # a window that outlasts a test's steps
     return make_env(tmp_path, chain, participants=participants, min_updates=min_updates, privacy=params.to_privacy(),
                     **options)  # fmt: skip

@@ -77,7 +77,7 @@ def test_a_dealer_that_signs_a_bad_share_is_named_and_the_round_survives(tmp_pat
     def bad_deal(rnd, me, secrets, member_key, sign):  # noqa: ANN001, ANN202
         bundle = real_deal(rnd, me, secrets, member_key, sign)
         victim = rnd.members[0]
-        value = bytes(32 * [7])
+        value = bytes(33 * [7])
         share = Share(me, victim, SEED, 1, value, sign(share_message(rnd.ctx, me, victim, SEED, 1, value)))
         bundle.ciphertexts[victim][SEED] = encrypt_share(share, rnd.ctx, member_key, rnd.member_keys[victim])
         return bundle
@@ -103,7 +103,7 @@ def test_a_revealer_that_forges_a_share_is_named_and_its_share_not_counted(tmp_p
 
     def forged(rnd, me, member_key, peers, masked_in):  # noqa: ANN001, ANN202
         bundle = real_reveal(rnd, me, member_key, peers, masked_in)
-        shares = tuple(Share(s.dealer, s.recipient, s.kind, s.index, bytes(32), s.signature) if s.dealer == victim else s
+        shares = tuple(Share(s.dealer, s.recipient, s.kind, s.index, bytes(33), s.signature) if s.dealer == victim else s
                        for s in bundle.shares)  # fmt: skip
         return RevealBundle(bundle.chain_id, bundle.ledger, bundle.round_id, bundle.sender, shares, bundle.complaints)
 
