@@ -43,7 +43,9 @@ WRITE_COMMANDS = ("add", "block/put", "block/rm", "pin/add", "pin/rm", "pin/upda
 
 def listen_address(address: str) -> tuple[str, int]:
     """``(host, port)`` from a multiaddr (``/ip4/0.0.0.0/tcp/5101``), a URL or ``host:port``."""
-    from ipfs.kubo import api_url  # the one parser of API addresses (httpx is imported only here)
+    from ipfs.kubo import (
+        api_url,  # the one parser of API addresses (httpx is imported only here)
+    )
 
     url = urllib.parse.urlsplit(api_url(address))
     if url.scheme != "http" or url.port is None:

@@ -38,6 +38,7 @@ from flows import FlowDataset, load_dataset  # noqa: E402
 from flows.partition import stratified_holdout  # noqa: E402
 from flows.synthetic import generate  # noqa: E402
 
+
 def datasets(names: list[str], seed: int, nsl_kdd: Path | None = None) -> dict[str, tuple[FlowDataset, FlowDataset, FlowDataset]]:
     out = {}
     for name in names:

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-
 from eth_utils import keccak
 
 from contracts import build, errors

@@ -9,7 +9,14 @@ import pytest
 
 from faults import Deadline
 from federation.fetch import UNAVAILABLE, fetch_update
-from ipfs import ContentNotFound, ContentTooLarge, EmbeddedStore, StoreMisconfigured, open_store, parse_cid
+from ipfs import (
+    ContentNotFound,
+    ContentTooLarge,
+    EmbeddedStore,
+    StoreMisconfigured,
+    open_store,
+    parse_cid,
+)
 from ipfs.builder import CHUNK_SIZE
 from ipfs.cid import multihash_of
 from ipfs.peered import PeeredStore, open_peers

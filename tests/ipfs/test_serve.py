@@ -8,7 +8,14 @@ import time
 import httpx
 import pytest
 
-from ipfs import ContentNotFound, CorruptBlock, EmbeddedStore, StoreError, StoreMisconfigured, parse_cid
+from ipfs import (
+    ContentNotFound,
+    CorruptBlock,
+    EmbeddedStore,
+    StoreError,
+    StoreMisconfigured,
+    parse_cid,
+)
 from ipfs.builder import CHUNK_SIZE
 from ipfs.cid import multihash_of
 from ipfs.kubo import KuboStore
