@@ -335,6 +335,8 @@ contract FederationLedger {
      * @dev Admin only.
      */
     function transferAdmin(address newAdmin) external onlyAdmin {
+        // The zero address is allowed: it cancels a pending offer (docs/ledger.md, static analysis).
+        // slither-disable-next-line missing-zero-check
         _pendingAdmin = newAdmin;
         emit AdminTransferStarted(msg.sender, newAdmin);
     }
@@ -382,6 +384,8 @@ contract FederationLedger {
         if (current != 0 && _rounds[current].state == RoundState.Open) revert RoundStillOpen(current);
         bytes32 latest = latestModel();
         if (baseModel != latest) revert BaseModelMismatch(latest, baseModel);
+        // Deadlines are minutes apart; a proposer's few seconds of clock skew cannot matter (docs/ledger.md).
+        // slither-disable-next-line timestamp
         if (deadline <= block.timestamp) revert DeadlineNotInFuture(deadline, block.timestamp);
         if (_secureAggregation ? (shareDeadline <= block.timestamp || shareDeadline >= deadline) : shareDeadline != 0) {
             revert InvalidShareDeadline(shareDeadline, deadline, _secureAggregation);
@@ -537,6 +541,7 @@ contract FederationLedger {
         Round storage round = _rounds[roundId];
         if (round.state != RoundState.Open) revert RoundNotOpen(roundId);
         uint256 abortableAt = uint256(round.deadline) + _abortGrace;
+        // slither-disable-next-line timestamp
         if (block.timestamp < abortableAt) {
             if (msg.sender != _coordinator) revert GraceNotOver(roundId, msg.sender, abortableAt);
             if (!_submissionsClosed(round)) {
@@ -795,10 +800,12 @@ contract FederationLedger {
     }
 
     function _sharePhaseClosed(Round storage round) private view returns (bool) {
+        // slither-disable-next-line timestamp
         return block.timestamp >= round.shareDeadline || round.shareCount >= round.eligible;
     }
 
     function _submissionsClosed(Round storage round) private view returns (bool) {
+        // slither-disable-next-line timestamp
         if (block.timestamp >= round.deadline) return true;
         if (_secureAggregation && !_sharePhaseClosed(round)) return false;
         return round.submissionCount >= _expected(round);
@@ -819,6 +826,8 @@ contract FederationLedger {
         if (roundId == 0) return true;
         uint32 step = head;
         for (uint256 i = 0; i <= 1024 && step >= roundId && step != 0; ++i) {
+            // Round ids, not balances or times: slither taints all of _rounds by its block-number fields.
+            // slither-disable-next-line incorrect-equality
             if (step == roundId) return true;
             step = _rounds[step].baseRound;
         }

@@ -48,7 +48,7 @@ SETTINGS: dict[str, Any] = {
         SOURCE_NAME: {
             CONTRACT_NAME: [
                 "abi", "evm.bytecode.object", "evm.deployedBytecode.object", "evm.deployedBytecode.immutableReferences",
-                "metadata",
+                "evm.methodIdentifiers", "storageLayout", "metadata",
             ]
         }
     },
@@ -76,6 +76,12 @@ class Artifact:
     source_sha256: str
     # Where the constructor writes each immutable into the runtime code: (start, length) pairs.
     immutable_ranges: tuple[tuple[int, int], ...] = ()
+    # What Foundry, Hardhat and Sourcify users expect beside the code: "signature()" -> selector hex,
+    # solc's storage layout, and the compiler's metadata JSON exactly as solc wrote it (its IPFS
+    # hash is the one at the end of the runtime code, so Sourcify can verify a deployment with it).
+    method_identifiers: dict[str, str] | None = None
+    storage_layout: dict[str, Any] | None = None
+    raw_metadata: str | None = None
 
     def runtime_template(self, code: bytes) -> bytes:
         """``code`` with every immutable's bytes zeroed: equal for every deployment of this artifact."""
@@ -95,6 +101,10 @@ class Artifact:
             "bytecode": self.bytecode,
             "deployedBytecode": self.deployed_bytecode,
             "immutableRanges": [list(r) for r in self.immutable_ranges],
+            "methodIdentifiers": self.method_identifiers,
+            "storageLayout": self.storage_layout,
+            "rawMetadata": self.raw_metadata,
+            "metadata": json.loads(self.raw_metadata) if self.raw_metadata is not None else None,
         }
 
 
@@ -220,6 +230,9 @@ def compile_ledger(solc: Solc | None = None) -> Artifact:
                     for r in refs
                 )
             ),
+            method_identifiers=compiled["evm"]["methodIdentifiers"],
+            storage_layout=compiled["storageLayout"],
+            raw_metadata=compiled["metadata"],
         )
     except (KeyError, ValueError) as exc:
         raise CompilationFailed(
@@ -246,6 +259,9 @@ def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
             settings=data["settings"],
             source_sha256=data["sourceSha256"],
             immutable_ranges=tuple(tuple(r) for r in data.get("immutableRanges", [])),  # type: ignore[misc]
+            method_identifiers=data.get("methodIdentifiers"),
+            storage_layout=data.get("storageLayout"),
+            raw_metadata=data.get("rawMetadata"),
         )
     except FileNotFoundError as exc:
         raise ArtifactError(

@@ -250,6 +250,11 @@ def network_reason(exc: BaseException) -> str | None:
     return None
 
 
+# The largest chain id the federation's documents hold exactly: manifests and share bundles are
+# RFC 8785 JSON, whose numbers are doubles (EIP-2294 bounds chain ids lower still).
+MAX_CHAIN_ID = 2**53 - 1
+
+
 def connect(rpc_url: str, timeout: float, expected_chain_id: int | None) -> tuple[Web3, int]:
     if not isinstance(rpc_url, str) or not rpc_url.startswith(("http://", "https://")):
         raise errors.InvalidArgument(
@@ -268,6 +273,12 @@ def connect(rpc_url: str, timeout: float, expected_chain_id: int | None) -> tupl
         raise errors.RpcUnavailable(rpc_url, short(exc)) from None
     except (Web3RPCError, ValueError) as exc:
         raise errors.RpcUnavailable(rpc_url, f"not an Ethereum JSON-RPC endpoint ({short(exc)})") from None
+    if chain_id > MAX_CHAIN_ID:
+        raise errors.AttachRefused(
+            f"{rpc_url} serves chain {chain_id}, above 2^53-1: the federation's manifests (RFC 8785 JSON, "
+            "whose numbers are doubles) cannot record it exactly",
+            hint="run the federation on a chain whose id is at most 9007199254740991, as EIP-2294 asks of every chain",
+        )
     if expected_chain_id is not None and chain_id != expected_chain_id:
         raise errors.AttachRefused(
             f"{rpc_url} serves chain {chain_id}, expected chain {expected_chain_id}",

@@ -70,6 +70,19 @@ class RoundOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def left_out_of(result: RoundResult) -> str:
+    """Why each update not in the model stayed out, from the manifest the round would have: ``"0xAbC…: reason, …"``."""
+    aggregated = {a.lower() for a in result.aggregated}
+    out = []
+    for entry in result.manifest.get("submissions", []):
+        who = str(entry.get("participant", "?"))
+        if who.lower() in aggregated:
+            continue
+        reasons = [entry["reason"]] if entry.get("reason") else [f["reason"] for f in entry.get("flags", [])]
+        out.append(f"{who[:8]}…: {', '.join(reasons) or entry.get('status', 'not aggregated')}")
+    return "; ".join(out)
+
+
 class CoordinatorService:
     def __init__(
         self,
@@ -186,6 +199,9 @@ class CoordinatorService:
         timings["aggregate"] = time.perf_counter() - t1
         if len(result.aggregated) < quorum:
             reason = f"{len(result.aggregated)} of {info.submission_count} updates could be aggregated; the quorum is {quorum}"
+            left_out = left_out_of(result)
+            if left_out:
+                reason += f" (left out: {left_out})"
             return self._wait_or_abort(round_id, phases, reason)
 
         t2 = time.perf_counter()

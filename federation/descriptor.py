@@ -189,8 +189,8 @@ def _check(d: Descriptor) -> list[str]:
         bad.append("scoring should be an object naming its rule")
     if not _is_int(d.max_update_bytes) or not 1024 <= d.max_update_bytes <= 1 << 32:
         bad.append("max_update_bytes should be an integer in 1 KiB..4 GiB")
-    if not _is_int(d.seed) or not 0 <= d.seed < 2**63:
-        bad.append("seed should be an integer in 0..2^63-1")
+    if not _is_int(d.seed) or not 0 <= d.seed < 2**53:  # canonical JSON holds integers exactly up to 2^53-1
+        bad.append("seed should be an integer in 0..2^53-1")
     if d.normaliser is not None and not isinstance(d.normaliser, dict):
         bad.append("normaliser should be an object or null")
     elif d.normaliser is not None and not _finite_numbers(d.normaliser):

@@ -10,6 +10,7 @@ A file looks like::
     [store]
     dir = "./store"           # embedded store; or
     # ipfs_api = "/ip4/127.0.0.1/tcp/5001"
+    peers = ["http://10.0.0.7:5101"]   # other members' `fedledger ipfs serve` (embedded store only)
 
     [federation]
     descriptor = "Qm…"        # the federation descriptor's CID (written by `fedledger deploy`)
@@ -33,7 +34,7 @@ import tomllib
 import types
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
 
@@ -55,6 +56,8 @@ class ChainConfig:
 class StoreConfig:
     dir: str | None = None
     ipfs_api: str | None = None
+    # Other members' stores to read what this one lacks (``fedledger ipfs serve`` or Kubo RPC addresses).
+    peers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,14 @@ def _checked(section: str, key: str, value: Any, cls: type) -> Any:
     for t in allowed:
         if t is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if get_origin(t) is list:
+            (item,) = get_args(t)
+            if isinstance(value, list) and all(isinstance(v, item) for v in value):
+                return list(value)
+            continue
         if isinstance(value, t) and not (t is int and isinstance(value, bool)):
             return value
-    expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
+    expected = " or ".join(_type_name(t) for t in allowed)
     got = _TYPE_NAMES.get(type(value), type(value).__name__)
     raise ConfigError(
         f"[{section}] {key} must be {expected}, got {value!r} ({got})",
@@ -129,10 +137,18 @@ def _checked(section: str, key: str, value: Any, cls: type) -> Any:
     )
 
 
+def _type_name(t: Any) -> str:
+    if get_origin(t) is list:
+        return f"an array of {_TYPE_NAMES.get(get_args(t)[0], get_args(t)[0].__name__).split(' ', 1)[1]}s"
+    return _TYPE_NAMES.get(t, t.__name__)
+
+
 def _example(cls: type, key: str, t: type) -> str:
     default = next(f.default for f in fields(cls) if f.name == key)
     if default is not None and isinstance(default, t):
         return tomli_w.dumps({key: default}).split("=", 1)[1].strip()
+    if get_origin(t) is list:
+        return '["…"]'
     return {str: '"…"', int: "1", float: "0.5", bool: "true"}.get(t, "…")
 
 

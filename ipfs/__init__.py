@@ -8,6 +8,7 @@ bytes, and both verify every byte they return against it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ipfs.cid import cid_to_digest, digest_to_cid, parse_cid
@@ -62,29 +63,35 @@ def default_store_dir() -> Path:
     return Path(base) / "fedledger" / "store"
 
 
-def open_store(store: str | Path | None = None, api: str | None = None) -> ContentStore:
+def open_store(store: str | Path | None = None, api: str | None = None, peers: Sequence[str] = ()) -> ContentStore:
     """The store to use: explicit arguments first, then the environment, then the default.
 
     Order: ``api`` → Kubo at that address; ``store`` → embedded store in that
     directory; ``$FEDLEDGER_STORE`` → embedded; ``$IPFS_API`` → Kubo; otherwise the
-    embedded store in :func:`default_store_dir`.
+    embedded store in :func:`default_store_dir`. ``peers`` (addresses of other members'
+    ``fedledger ipfs serve`` or Kubo RPC APIs) make an embedded store read what it lacks
+    from them (:class:`ipfs.peered.PeeredStore`); a Kubo node has its swarm for that.
     """
     if store is not None and api is not None:
         raise StoreError(
             "both a store directory and an IPFS API address were given",
             hint="pass either --store DIR (embedded) or --ipfs-api ADDR (Kubo), not both",
         )
-    if api is not None:
-        return _kubo(api)
-    if store is not None:
-        return EmbeddedStore(store)
-    env_store = os.environ.get(STORE_ENV)
-    if env_store:
-        return EmbeddedStore(env_store)
-    env_api = os.environ.get(API_ENV)
-    if env_api:
-        return _kubo(env_api)
-    return EmbeddedStore(default_store_dir())
+    peers = list(peers or ())
+    if api is not None or (store is None and not os.environ.get(STORE_ENV) and os.environ.get(API_ENV)):
+        if peers:
+            raise StoreMisconfigured(
+                api or os.environ.get(API_ENV, ""),
+                "peers are for an embedded store; a Kubo node reads from its swarm",
+                hint="drop [store] peers, or use [store] dir instead of ipfs_api",
+            )
+        return _kubo(api or os.environ[API_ENV])
+    local = EmbeddedStore(store if store is not None else os.environ.get(STORE_ENV) or default_store_dir())
+    if not peers:
+        return local
+    from ipfs.peered import PeeredStore, open_peers
+
+    return PeeredStore(local, open_peers(peers))
 
 
 def _kubo(api: str) -> ContentStore:

@@ -13,10 +13,10 @@ recipe for as many epochs as a party trains in total, and prints:
    saw locally on which the centralised model reaches recall >= 0.9, the
    recall of the federated model and of that organisation's local-only model.
 
-Targets (issue 4): federated macro-F1 within 1 point of centralised; each such
+Targets: federated macro-F1 within 1 point of centralised; each such
 unseen family >= 0.8 recall federated where local-only is near 0.
 
-Usage: .venv/bin/python scripts/bench_collective.py [--train FILE] [--rounds 20] [--seed 0] [--local-epochs E] [--json OUT]
+Usage: .venv/bin/python scripts/bench_collective.py --train PATH/TO/KDDTrain+_20Percent.txt [--rounds 20] [--seed 0] [--local-epochs E] [--json OUT]
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ sys.path.insert(0, str(ROOT))
 
 from fedledger.simulate import SimulationConfig, run_simulation  # noqa: E402
 
-DEFAULT_TRAIN = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")
-
 
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -48,7 +46,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=Path, default=DEFAULT_TRAIN)
+    ap.add_argument("--train", type=Path, required=True, help="NSL-KDD training file (KDDTrain+_20Percent.txt)")
     ap.add_argument("--participants", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)

@@ -10,9 +10,9 @@ of all rounds; "dense float32" is 4 bytes per parameter with no header.
 macro-F1 is the final round's, averaged over the seeds; the cost is in points
 (1 point = 0.01) against the uncompressed float32 run with the same seeds.
 
-Target (issue 4): >= 100x smaller uplink for <= 0.5 points of macro-F1.
+Target: >= 100x smaller uplink for <= 0.5 points of macro-F1.
 
-Usage: .venv/bin/python scripts/bench_compression.py [--train FILE] [--rounds 20] [--seeds 0,1,2]
+Usage: .venv/bin/python scripts/bench_compression.py --train PATH/TO/KDDTrain+_20Percent.txt [--rounds 20] [--seeds 0,1,2]
            [--hidden 256,128] [--split iid] [--codecs "none;int8;topk:0.01+int8"] [--json OUT]
 """
 
@@ -29,13 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from fedledger.simulate import SimulationConfig, run_simulation  # noqa: E402
 
-DEFAULT_TRAIN = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")
 DEFAULT_CODECS = "none;int8;topk:0.05+int8:256;topk:0.02+int8;topk:0.01+int8;topk:0.02+int8 no-ef"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=Path, default=DEFAULT_TRAIN)
+    ap.add_argument("--train", type=Path, required=True, help="NSL-KDD training file (KDDTrain+_20Percent.txt)")
     ap.add_argument("--participants", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--seeds", default="0,1,2")

@@ -1,6 +1,6 @@
 """Timings of the data layer, printed as a table.
 
-    .venv/bin/python -m flows.bench [--nsl-kdd PATH] [--repeat N]
+    .venv/bin/python scripts/bench_data.py [--nsl-kdd PATH] [--repeat N]
 
 Reports the best of N runs (wall clock) for: generating synthetic flows, reading
 and encoding the NSL-KDD file when present, and each partitioner split.
@@ -30,8 +30,8 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nsl-kdd", type=Path, default=Path(os.environ.get(
-        "FEDLEDGER_NSL_KDD", "/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")))
+    ap.add_argument("--nsl-kdd", type=Path, default=os.environ.get("FEDLEDGER_NSL_KDD"),
+                    help="NSL-KDD training file for the loading row (default $FEDLEDGER_NSL_KDD; skipped without one)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     generate(1000, 0)  # warm-up: imports, allocator
     for n in (50_000, 200_000):
         rows.append((f"synthetic.generate({n:,})", n, _best(lambda n=n: generate(n, 0), args.repeat)))
-    if args.nsl_kdd.is_file():
+    if args.nsl_kdd is not None and args.nsl_kdd.is_file():
         n = sum(1 for _ in args.nsl_kdd.open())
         rows.append(("load_split nsl-kdd (read+encode+normalise)", n,
                      _best(lambda: load_split("nsl-kdd", args.nsl_kdd), args.repeat)))

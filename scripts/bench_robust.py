@@ -15,7 +15,7 @@ Three tables:
 Every run goes through fedledger.attacks.harness.run_attacks: real local training, the
 update codec, and federation.rounds.assessment.assess_round (the code a real round runs).
 
-Usage: .venv/bin/python scripts/bench_robust.py [--datasets synthetic,nsl-kdd] [--participants 10]
+Usage: .venv/bin/python scripts/bench_robust.py [--datasets synthetic,nsl-kdd] [--nsl-kdd FILE] [--participants 10]
            [--rounds 8] [--seeds 0,1,2] [--clip-norm 2.0] [--skip-accuracy] [--skip-detection] [--skip-scoring] [--json OUT]
 """
 
@@ -38,16 +38,16 @@ from flows import FlowDataset, load_dataset  # noqa: E402
 from flows.partition import stratified_holdout  # noqa: E402
 from flows.synthetic import generate  # noqa: E402
 
-NSL_KDD = Path("/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt")
 
-
-def datasets(names: list[str], seed: int) -> dict[str, tuple[FlowDataset, FlowDataset, FlowDataset]]:
+def datasets(names: list[str], seed: int, nsl_kdd: Path | None = None) -> dict[str, tuple[FlowDataset, FlowDataset, FlowDataset]]:
     out = {}
     for name in names:
         if name == "synthetic":
             out[name] = (generate(20_000, seed), generate(4_000, seed + 1_000_003), generate(2_000, seed + 7))
         elif name == "nsl-kdd":
-            train, test = load_dataset("nsl-kdd", NSL_KDD, seed=seed, test_fraction=0.2)
+            if nsl_kdd is None or not nsl_kdd.is_file():
+                raise SystemExit(f"NSL-KDD training file not found: {nsl_kdd} (pass --nsl-kdd PATH/TO/KDDTrain+_20Percent.txt)")
+            train, test = load_dataset("nsl-kdd", nsl_kdd, seed=seed, test_fraction=0.2)
             keep, public = stratified_holdout(train.labels, 0.05, seed)
             out[name] = (train.subset(keep), test, train.subset(public))
         else:
@@ -143,6 +143,7 @@ def scoring_table(args: argparse.Namespace, data: dict[str, Any]) -> list[dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="synthetic,nsl-kdd")
+    ap.add_argument("--nsl-kdd", type=Path, help="NSL-KDD training file (KDDTrain+_20Percent.txt), for the nsl-kdd data set")
     ap.add_argument("--participants", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--clip-norm", type=float, default=2.0)
@@ -153,7 +154,7 @@ def main() -> None:
     ap.add_argument("--skip-scoring", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    data = datasets([d for d in args.datasets.split(",") if d], args.seed)
+    data = datasets([d for d in args.datasets.split(",") if d], args.seed, args.nsl_kdd)
     out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     if not args.skip_accuracy:
         out["accuracy"] = accuracy_table(args, data)

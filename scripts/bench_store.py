@@ -240,11 +240,8 @@ def kubo_vector_7g() -> None:
     """Stream content(7,936,671,745) through only-hash: the three-layer Kubo vector."""
     from ipfs.builder import CHUNK_SIZE, DagBuilder
 
-    vectors = json.loads((ROOT / "tests" / "vectors" / "kubo-cids.json").read_text())
-    shared = json.loads(Path("/work/shared/vectors/kubo-cids.json").read_text()) if Path(
-        "/work/shared/vectors/kubo-cids.json"
-    ).exists() else vectors
-    vector = max(shared["vectors"], key=lambda v: v["size"])
+    vectors = json.loads((ROOT / "tests" / "vectors" / "kubo-cids-large.json").read_text())
+    vector = max(vectors["vectors"], key=lambda v: v["size"])
     n = vector["size"]
     tag = b"fedledger-vector-%d-" % n
     builder = DagBuilder()

@@ -40,7 +40,7 @@ from eth_keys import keys
 from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import keccak, to_checksum_address
 
-from federation.canonical import canonical_json, parse_bounded_json
+from federation.canonical import MAX_SAFE_INTEGER, canonical_json, parse_bounded_json
 from federation.secagg.prg import address_bytes, share_key
 
 SHARES_FORMAT = "fedledger-secagg-shares/1"
@@ -294,8 +294,8 @@ class ShareBundle:
                 raise InvalidBundle("share entries must follow the members' order with a seed and a key ciphertext")
             cts[addr] = {k: _hex(entry[k], PLAIN_BYTES + 16, f"the {k} share to {addr}") for k in KINDS}
         return cls(
-            chain_id=_int(obj["chain_id"], "chain_id", 0, 2**63 - 1), ledger=_address(obj["ledger"], "ledger"),
-            round_id=_int(obj["round"], "round", 1, 2**63 - 1), sender=_address(obj["sender"], "sender"), members=addrs,
+            chain_id=_int(obj["chain_id"], "chain_id", 0, MAX_SAFE_INTEGER), ledger=_address(obj["ledger"], "ledger"),
+            round_id=_int(obj["round"], "round", 1, MAX_SAFE_INTEGER), sender=_address(obj["sender"], "sender"), members=addrs,
             threshold=_int(obj["threshold"], "threshold", 1, 1000), mask_key=_hex(obj["mask_key"], 32, "mask_key"),
             seed_commitment=_hex(obj["seed_commitment"], 32, "seed_commitment"), ciphertexts=cts,
         )  # fmt: skip
@@ -343,8 +343,8 @@ class RevealBundle:
         if len(set(dealers)) != len(dealers):
             raise InvalidBundle("reveals more than one share of the same dealer")
         return cls(
-            chain_id=_int(obj["chain_id"], "chain_id", 0, 2**63 - 1), ledger=_address(obj["ledger"], "ledger"),
-            round_id=_int(obj["round"], "round", 1, 2**63 - 1), sender=sender, shares=tuple(shares),
+            chain_id=_int(obj["chain_id"], "chain_id", 0, MAX_SAFE_INTEGER), ledger=_address(obj["ledger"], "ledger"),
+            round_id=_int(obj["round"], "round", 1, MAX_SAFE_INTEGER), sender=sender, shares=tuple(shares),
             complaints=tuple(_address(c, "a complaint") for c in complaints),
         )  # fmt: skip
 

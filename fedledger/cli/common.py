@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from fedledger.config import Config, ConfigError, load_config
+from fedledger.config import Config, ConfigError, StoreConfig, load_config
 
 console = Console(stderr=True, soft_wrap=True)  # messages name paths and CIDs: never break them across lines
 
@@ -43,9 +44,17 @@ def federation_config(
     ipfs_api: str | None = None,
     **federation: Any,
 ) -> Config:
-    """The TOML file (if any) with the common command-line options applied on top."""
-    return resolve_config(
-        config,
+    """The TOML file (if any) with the common command-line options applied on top.
+
+    A store named on the command line replaces the file's: ``--ipfs-api`` its directory and
+    peers (a Kubo node has its swarm), ``--store`` its Kubo address (the peers stay).
+    """
+    cfg = load_config(config)
+    if ipfs_api is not None:
+        cfg = replace(cfg, store=StoreConfig())
+    elif store is not None:
+        cfg = replace(cfg, store=replace(cfg.store, ipfs_api=None))
+    return cfg.with_overrides(
         chain={"rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id},
         store={"dir": str(store) if store else None, "ipfs_api": ipfs_api},
         federation=federation,
@@ -68,7 +77,7 @@ def attach_ledger(cfg: Config, account: Any = None):  # noqa: ANN201
 def open_configured_store(cfg: Config):  # noqa: ANN201
     from ipfs import open_store
 
-    return open_store(cfg.store.dir, cfg.store.ipfs_api)
+    return open_store(cfg.store.dir, cfg.store.ipfs_api, peers=cfg.store.peers or ())
 
 
 def setup_logging(verbose: bool, handler: logging.Handler | None = None) -> None:

@@ -150,6 +150,57 @@ def ls_cmd(store: Optional[Path] = StoreOption, ipfs_api: Optional[str] = ApiOpt
 
 
 @app.command()
+def serve(
+    listen: str = typer.Option(
+        "/ip4/127.0.0.1/tcp/5101", "--listen", metavar="ADDR",
+        help="Where to listen: a multiaddr or HOST:PORT (default: loopback only).",
+    ),
+    store: Optional[Path] = StoreOption,
+) -> None:
+    """Serve the embedded store read-only to the federation's other members, until stopped.
+
+    Answers the read half of Kubo's RPC API (version, block/get, block/stat, cat, pin ls) from
+    this directory's blocks only, and refuses every write. Other members list it as one of
+    their [store] peers, or read from it with --ipfs-api.
+    """
+    from ipfs import EmbeddedStore, default_store_dir
+    from ipfs.serve import StoreServer, listen_address
+
+    host, port = listen_address(listen)
+    directory = store or os.environ.get("FEDLEDGER_STORE") or default_store_dir()
+    with StoreServer(EmbeddedStore(directory), host, port) as server:
+        typer.echo(f"serving {directory} read-only at {server.url}/api/v0", err=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("check-swarm")
+def check_swarm(
+    repo: Optional[Path] = typer.Option(None, "--repo", metavar="DIR", help="The Kubo repository (default: $IPFS_PATH, else ~/.ipfs)."),
+) -> None:
+    """Check that a Kubo node is set up as a member's node of a private swarm (exit 1 if not).
+
+    Reads the repository's config and swarm.key: a pre-shared swarm key, no bootstrap peers,
+    no public routing, no CID announcements, no AutoConf, the RPC API on loopback, the other
+    members as peers (docs/store.md).
+    """
+    from ipfs.swarm_check import check_repo
+
+    path = repo or Path(os.environ.get("IPFS_PATH") or Path.home() / ".ipfs")
+    findings = check_repo(path)
+    for f in findings:
+        typer.echo(f"{'ok  ' if f.ok else 'FAIL'} {f.setting}: {f.detail}")
+    bad = [f.setting for f in findings if not f.ok]
+    if bad:
+        raise StoreError(
+            f"{path} is not a private member node: {', '.join(bad)}",
+            hint="docs/store.md (a Kubo node per organisation) gives each setting",
+        )
+
+
+@app.command()
 def digest(cid: str = typer.Argument(..., help="A CIDv0 (Qm…).")) -> None:
     """Print the 32-byte digest the ledger records for CID, as 0x-hex."""
     typer.echo("0x" + cid_to_digest(cid).hex())

@@ -6,8 +6,10 @@ import json
 import os
 
 import pytest
+from eth_utils import keccak
 
 from contracts import build, errors
+from ipfs import cid_to_digest, content_cid
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,49 @@ def test_rebuild_reproduces_the_committed_bytecode(rebuilt):
     assert committed["settings"] == {"optimizer": {"enabled": True, "runs": 1000}, "evmVersion": "cancun",
                                      "metadata": {"bytecodeHash": "ipfs"}}
     assert committed["sourceSha256"] == build.source_sha256()
+    assert rebuilt.method_identifiers == committed["methodIdentifiers"]
+    assert rebuilt.storage_layout == committed["storageLayout"]
+    assert rebuilt.raw_metadata == committed["rawMetadata"]
+    assert json.loads(committed["rawMetadata"]) == committed["metadata"]
+
+
+def test_method_identifiers_are_the_abi_selectors():
+    artifact = build.load_artifact()
+    functions = [item for item in artifact.abi if item["type"] == "function"]
+    expected = {}
+    for fn in functions:
+        signature = f"{fn['name']}({','.join(_abi_type(i) for i in fn['inputs'])})"
+        expected[signature] = keccak(text=signature)[:4].hex()
+    assert artifact.method_identifiers == expected
+
+
+def _abi_type(param: dict) -> str:
+    if param["type"].startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + param["type"][len("tuple"):]
+    return param["type"]
+
+
+def test_the_metadata_is_the_one_the_runtime_code_commits_to():
+    """Sourcify's check: the IPFS hash in the runtime code's CBOR tail is the CID of the metadata JSON."""
+    artifact = build.load_artifact()
+    code = bytes.fromhex(artifact.deployed_bytecode[2:])
+    tail = code[-2 - int.from_bytes(code[-2:], "big") : -2]
+    marker = b"\x64ipfs\x58\x22"  # text key "ipfs", then a 34-byte byte string (the multihash)
+    assert marker in tail
+    multihash = tail[tail.index(marker) + len(marker) :][:34]
+    assert multihash[:2] == b"\x12\x20"  # sha2-256, 32 bytes
+    assert cid_to_digest(content_cid(artifact.raw_metadata.encode("utf-8"))) == multihash[2:]
+    metadata = json.loads(artifact.raw_metadata)
+    assert metadata["compiler"]["version"] == artifact.compiler_version
+    assert metadata["settings"]["optimizer"] == build.SETTINGS["optimizer"]
+    assert metadata["settings"]["compilationTarget"] == {build.SOURCE_NAME: build.CONTRACT_NAME}
+
+
+def test_the_storage_layout_packs_what_the_docs_say():
+    slots: dict[str, list[str]] = {}
+    for var in build.load_artifact().storage_layout["storage"]:
+        slots.setdefault(var["slot"], []).append(var["label"])
+    assert slots["0"] == ["_coordinator", "_currentRound", "_latestFinalizedRound"]  # the lineage head
 
 
 def test_check_command_passes_on_the_committed_artifact(rebuilt, monkeypatch, capsys):

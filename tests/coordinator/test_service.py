@@ -157,7 +157,8 @@ def test_hostile_and_misattributed_updates_are_rejected_never_crash(tmp_path: Pa
 
 
 def test_a_round_with_too_few_acceptable_updates_waits_for_the_grace_period_then_aborts(env: Env) -> None:
-    coord = env.coordinator()
+    events: list[tuple[str, dict]] = []
+    coord = env.coordinator(on_event=lambda kind, info: events.append((kind, info)))
     coord.step(None)
     env.participant(0).step()
     commit(env, 1, 1, b"\x00junk" * 10, 10)
@@ -165,6 +166,10 @@ def test_a_round_with_too_few_acceptable_updates_waits_for_the_grace_period_then
     env.participant(0).step()
     assert coord.close_round(1) is None  # quorum of submissions reached, of acceptable updates not: the chain refuses an abort
     assert env.ledger.get_round(1).state == RoundState.OPEN
+    # The operator is told which update stayed out and why, not only how many did.
+    (waiting,) = [info["reason"] for kind, info in events if kind == "waiting"]
+    assert waiting.startswith("1 of 2 updates could be aggregated; the quorum is 2 (left out: "), waiting
+    assert f"{env.orgs[1].address[:8]}…: unavailable" in waiting and env.orgs[0].address[:8] not in waiting
     env.chain.increase_time(env.fed.descriptor.abort_grace + 1)
     out = coord.close_round(1)
     assert out is not None and not out.finalized

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,35 @@ def test_a_keystore_without_an_address_field_as_cast_writes_it(tmp_path: Path, c
     code, out, _ = run(["keys", "address", "--keystore", str(ks)], capsys)
     assert code == 0 and out.strip() == acct.address
     assert load_account(keystore=ks).address == acct.address
+
+
+def test_cast_reads_a_keystore_fedledger_wrote_and_fedledger_one_cast_wrote(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The real Foundry cast (node_modules/.bin, from npm), both ways; only addresses are ever printed."""
+    cast = ROOT / "node_modules" / ".bin" / "cast"
+    if not cast.exists():
+        pytest.skip("cast is missing (./scripts/setup installs it)")
+    monkeypatch.delenv("FEDLEDGER_KEY_PASSWORD", raising=False)
+    pw = tmp_path / "pw"
+    pw.write_text("a password both read\n")
+    ours = tmp_path / "ours.json"
+    code, out, _ = run(["keys", "new", "--out", str(ours), "--password-file", str(pw)], capsys)
+    assert code == 0
+    read = subprocess.run([str(cast), "wallet", "address", "--keystore", str(ours), "--password-file", str(pw)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == out.strip()
+
+    made = subprocess.run([str(cast), "wallet", "new", str(tmp_path), "theirs", "--unsafe-password", "a password both read"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    address = next(line.split()[-1] for line in made.stdout.splitlines() if line.startswith("Address:"))
+    assert load_account(keystore=tmp_path / "theirs", password_file=pw).address == address
+    code, out, _ = run(["keys", "address", "--keystore", str(tmp_path / "theirs"), "--password-file", str(pw)], capsys)
+    assert code == 0 and out.strip() == address
+    with pytest.raises(KeyError_):
+        wrong = tmp_path / "wrong"
+        wrong.write_text("another password\n")
+        load_account(keystore=tmp_path / "theirs", password_file=wrong)
 
 
 def test_an_edited_address_is_caught_when_decrypting(tmp_path: Path) -> None:

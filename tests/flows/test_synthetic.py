@@ -75,7 +75,7 @@ def test_fast_enough() -> None:
     generate(1000, seed=0)  # warm-up
     t = time.perf_counter()
     generate(50_000, seed=0)
-    # the brief asks for well under a second; the margin covers a busy 2-core CI box
+    # the target is well under a second; the margin covers a busy 2-core CI box
     assert time.perf_counter() - t < 2.0
 
 
