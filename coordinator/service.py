@@ -33,7 +33,7 @@ from threading import Event
 
 from contracts.client import Ledger, RoundState, TxResult
 from faults import Backoff, Deadline, FedLedgerError, run_in_context
-from federation.descriptor import Descriptor
+from federation.descriptor import MAX_DESCRIPTOR_BYTES, Descriptor
 from federation.fetch import fetch_update, update_limit
 from federation.replay import Replay
 from federation.rounds.derive import RoundResult
@@ -80,7 +80,7 @@ class CoordinatorService:
         self.ledger = ledger
         self.store = store
         self.descriptor_cid = descriptor_cid
-        self.descriptor = Descriptor.from_bytes(store.get(descriptor_cid))
+        self.descriptor = Descriptor.from_bytes(store.get(descriptor_cid, max_bytes=MAX_DESCRIPTOR_BYTES))
         self.settings = settings or CoordinatorSettings()
         self._on_event = on_event or (lambda kind, info: None)
         self.replay = Replay(ledger, store, self.descriptor, descriptor_cid, fetch_timeout=self.reveal_seconds)
