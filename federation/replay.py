@@ -172,7 +172,19 @@ class Replay:
         info = self.ledger.get_round(round_id)
         if info.state is not RoundState.FINALIZED or info.manifest is None:
             raise ReplayError(f"round {round_id} is {info.state.name.lower()}: no model to start from")
-        return self.derive(round_id, fetched=self.recorded_unavailable(info.manifest))
+        manifest = self.manifest(info.manifest)
+        inputs = self.gather(round_id, fetched=self.recorded_unavailable(info.manifest))
+        # An update the round accepted that cannot be fetched now makes the round underivable, not different:
+        # deriving without it would give another model and read as a crafted one.
+        accepted = {e.participant for e in manifest.submissions if e.accepted}
+        gone = [s for s in inputs.submissions if s.data is None and s.participant in accepted]
+        if gone:
+            raise ReplayError(
+                f"round {round_id} cannot be re-derived: its accepted update {gone[0].cid} from {gone[0].participant} "
+                f"is not available now ({gone[0].fetch_error})",
+                hint="import it from the coordinator's CAR archive (fedledger ipfs dag import) or fetch it from a node that pins it",
+            )
+        return self.derive(round_id, inputs)
 
     def manifest(self, digest: bytes) -> Manifest:
         return Manifest.parse(self.store.get(digest_to_cid(digest), max_bytes=MAX_MANIFEST_BYTES))
