@@ -210,8 +210,13 @@ class CoordinatorService:
         return gcid, self._put(result.manifest_bytes)
 
     def keep_accepted(self, round_id: int, result: RoundResult) -> None:
-        """Pin every accepted update (and archive it as CAR when asked): the audit must find them for ever."""
+        """Pin every accepted update (and archive it as CAR when asked), the descriptor and the validation set: the
+        audit must find them for ever, whoever else stops keeping them."""
         from ipfs.car import export_car
+
+        for fixed in (self.descriptor_cid, self.descriptor.validation):
+            if self.store.has(fixed):
+                self.store.pin(fixed)
 
         for u in result.accepted:
             cid = digest_to_cid(u.digest)
