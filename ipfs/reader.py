@@ -13,8 +13,8 @@ from typing import NamedTuple, Protocol
 
 from multiformats import CID, multihash
 
-from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
 from faults import current_deadline
+from ipfs.cid import SHA2_256_PREFIX, cidv0_from_multihash
 from ipfs.errors import ContentTooLarge, CorruptBlock, MalformedDag, StoreError
 from ipfs.unixfs import TYPE_FILE, TYPE_RAW, ProtobufError, decode_node
 

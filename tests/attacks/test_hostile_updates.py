@@ -16,7 +16,6 @@ import pytest
 
 from contracts.anvil import LocalAnvil
 from contracts.client import RoundState
-from participant.service import RoundMissed
 from federation.fetch import update_limit
 from federation.model import InvalidModelFile, load_model_bytes
 from federation.privacy import Mechanism
@@ -24,7 +23,14 @@ from federation.tensorfile import InvalidTensorFile, load_tensors
 from federation.updates import max_update_bytes
 from fedledger.audit import Auditor
 from ipfs import digest_to_cid
-from tests.helpers.runtime import commit, make_env, manifest_of, run_round, trained_update
+from participant.service import RoundMissed
+from tests.helpers.runtime import (
+    commit,
+    make_env,
+    manifest_of,
+    run_round,
+    trained_update,
+)
 
 
 def _entries(env, round_id: int) -> dict[str, dict]:  # noqa: ANN001
