@@ -34,7 +34,7 @@ from threading import Event
 from contracts.client import Ledger, RoundState, TxResult
 from contracts.history import submissions_closed_at
 from faults import Backoff, Deadline, FedLedgerError, run_in_context
-from federation.descriptor import Descriptor
+from federation.descriptor import MAX_DESCRIPTOR_BYTES, Descriptor
 from federation.fetch import fetch_update, update_limit
 from federation.replay import Replay
 from federation.rounds.derive import RoundResult
@@ -96,7 +96,7 @@ class CoordinatorService:
         self.ledger = ledger
         self.store = store
         self.descriptor_cid = descriptor_cid
-        self.descriptor = Descriptor.from_bytes(store.get(descriptor_cid))
+        self.descriptor = Descriptor.from_bytes(store.get(descriptor_cid, max_bytes=MAX_DESCRIPTOR_BYTES))
         self.settings = settings or CoordinatorSettings()
         self._on_event = on_event or (lambda kind, info: None)
         self.replay = Replay(ledger, store, self.descriptor, descriptor_cid, fetch_timeout=self.reveal_seconds)
@@ -255,8 +255,13 @@ class CoordinatorService:
         return gcid, self._put(result.manifest_bytes)
 
     def keep_accepted(self, round_id: int, result: RoundResult) -> None:
-        """Pin every accepted update (and archive it as CAR when asked): the audit must find them for ever."""
+        """Pin every accepted update (and archive it as CAR when asked), the descriptor and the validation set: the
+        audit must find them for ever, whoever else stops keeping them."""
         from ipfs.car import export_car
+
+        for fixed in (self.descriptor_cid, self.descriptor.validation):
+            if self.store.has(fixed):
+                self.store.pin(fixed)
 
         cids = [digest_to_cid(u.digest) for u in result.accepted]
         secure = result.manifest.get("secure_aggregation")

@@ -213,7 +213,18 @@ class Replay:
             raise ReplayError(f"round {round_id} is {info.state.name.lower()}: no model to start from")
         manifest = self.manifest(info.manifest)
         unavailable = {e.participant: (None, e.reason) for e in manifest.submissions if e.reason in AVAILABILITY_REASONS}
-        return self.derive(round_id, fetched=unavailable, reveals_from=manifest.secure_reveals)
+        inputs = self.gather(round_id, fetched=unavailable, reveals_from=manifest.secure_reveals)
+        # An update the round accepted that cannot be fetched now makes the round underivable, not different:
+        # deriving without it would give another model and read as a crafted one.
+        accepted = {e.participant for e in manifest.submissions if e.accepted}
+        gone = [s for s in inputs.submissions if s.data is None and s.participant in accepted]
+        if gone:
+            raise ReplayError(
+                f"round {round_id} cannot be re-derived: its accepted update {gone[0].cid} from {gone[0].participant} "
+                f"is not available now ({gone[0].fetch_error})",
+                hint="import it from the coordinator's CAR archive (fedledger ipfs dag import) or fetch it from a node that pins it",
+            )
+        return self.derive(round_id, inputs)
 
     def manifest(self, digest: bytes) -> Manifest:
         return Manifest.parse(self.store.get(digest_to_cid(digest), max_bytes=MAX_MANIFEST_BYTES))

@@ -232,6 +232,12 @@ class Auditor:
         result = derived.result
         if derived.global_digest != info.global_model:
             bad(f"global model: re-derived {digest_to_cid(derived.global_digest)}, the chain records {v.global_model}")
+        if parsed.state_in != result.manifest.get("state_in"):
+            # Named apart: a forged server-optimiser state is the cause, the model and scores only follow from it.
+            bad(
+                f"strategy state: the manifest's state_in is {parsed.state_in}, the rounds before re-derive "
+                f"{result.manifest.get('state_in')}"
+            )
         chain_scores = {s.participant: s.score for s in subs}
         for sub, verdict in zip(derived.inputs.submissions, result.verdicts, strict=True):
             entry = recorded.get(sub.participant)

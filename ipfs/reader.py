@@ -86,17 +86,21 @@ def iter_file(
 
     The walk is bounded whatever the DAG claims: a file whose root declares more than
     ``max_bytes`` is refused before anything else is read; a node with more than 174
-    links, a link whose declared size is 0 or disagrees with its child, and more blocks
-    than ``max_blocks`` (default: what the declared size needs at 4 KiB a leaf) are
-    refused as :class:`MalformedDag`; and the caller's :func:`faults.deadline` is checked
-    at every block.
+    links, a link whose declared size is 0 or disagrees with its child, a block holding
+    fewer than 4 KiB of file data anywhere but at the file's end, and more blocks than
+    ``max_blocks`` (default: what the declared size needs at 4 KiB a leaf) are refused as
+    :class:`MalformedDag`; and the caller's :func:`faults.deadline` is checked at every
+    block.
     """
     walk = _Walk(fetch, where, prefetch, max_bytes, max_blocks)
     yield from walk.node(root, 0, None)
 
 
 PREFETCH_WINDOW = 8
-MIN_LEAF_FOR_BUDGET = 4096  # the default block budget assumes leaves of at least this size (Kubo's are 256 KiB)
+# Every block that carries file data holds at least this much of it, but the file's last (Kubo's leaves
+# hold 256 KiB). Without it, one-byte leaves under a 174-way fan-out make a walk of 174**depth blocks that
+# every size check passes, and the default block budget below rests on it.
+MIN_LEAF_FOR_BUDGET = 4096
 
 
 class _Walk:
@@ -112,6 +116,19 @@ class _Walk:
         self.max_bytes, self.max_blocks = max_bytes, max_blocks
         self.blocks = 0
         self.deadline = current_deadline()
+        self.total: int | None = None  # what the root declares
+        self.offset = 0  # file bytes yielded so far
+
+    def _data(self, ref: BlockRef, data: memoryview) -> memoryview:
+        """A block's file data, refused when it is short of a full leaf anywhere but at the file's end."""
+        end = self.offset + len(data)
+        if len(data) < MIN_LEAF_FOR_BUDGET and self.total is not None and end < self.total:
+            raise MalformedDag(
+                str(ref), f"a leaf holds only {len(data)} of the file's {self.total:,} bytes, at offset {self.offset:,}; leaves before "
+                f"the end of a file hold at least {MIN_LEAF_FOR_BUDGET} bytes", where=self.where,
+            )  # fmt: skip
+        self.offset = end
+        return data
 
     def _visit(self, ref: BlockRef) -> bytes:
         self.blocks += 1
@@ -133,7 +150,7 @@ class _Walk:
                 raise MalformedDag(str(ref), f"parent says {expect} bytes, raw block holds {len(block)}", where=where)
             if depth == 0:
                 self._check_size(ref, len(block))
-            yield memoryview(block)
+            yield self._data(ref, memoryview(block))
             return
         try:
             node = decode_node(block)
@@ -161,7 +178,7 @@ class _Walk:
         if depth == 0:
             self._check_size(ref, total)
         if len(node.data):
-            yield node.data
+            yield self._data(ref, node.data)
         if not node.links:
             return
         try:
@@ -176,6 +193,7 @@ class _Walk:
             yield from self.node(child, depth + 1, size)
 
     def _check_size(self, ref: BlockRef, declared: int) -> None:
+        self.total = declared
         if self.max_bytes is not None and declared > self.max_bytes:
             raise ContentTooLarge(str(ref), declared, self.max_bytes, where=self.where)
         if self.max_blocks is None:

@@ -43,6 +43,7 @@ from federation.model import InvalidModelFile, load_model_bytes
 from federation.privacy import check_dp_delta
 from federation.replay import Replay
 from federation.secagg.params import MODE as SECURE_MODE
+from federation.updates import InvalidUpdate
 from flows import FlowDataset
 from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 from participant.budget import PrivacyAccount
@@ -155,6 +156,7 @@ class ParticipantService:
             )  # fmt: skip
         self.replay = Replay(ledger, store, descriptor, self.descriptor_cid, fetch_timeout=30.0, score_contributions=False)
         self._verified: set[bytes] = set()  # base digests this member re-derived itself
+        self._unusable: set[int] = set()  # rounds whose base trains to non-finite values: skipped, not retried
         self._on_event = on_event or (lambda kind, info: None)
         self._on_progress = on_progress
         # Secure aggregation: masks, shares and reveals (participant.secure); None in public mode.
@@ -201,6 +203,8 @@ class ParticipantService:
             return None
         if phases.submissions_closed or self.ledger.now() >= info.deadline - self.settings.deadline_margin:
             return None  # too late to get a transaction in before the deadline
+        if round_id in self._unusable:
+            return None
         return self._take_part(round_id, info.base_model, phases.base_round, info.deadline)
 
     def reveal(self, round_id: int, digest: bytes) -> bool:
@@ -273,7 +277,18 @@ class ParticipantService:
             self._on_event("train", {"round": round_id, "records": len(self.data)})
             t1 = time.perf_counter()
             task = RoundTask(round_id, self.address, base_digest, self.round_seed(round_id), self.ledger.chain_id, self.ledger.address)
-            made = self.make_update(task, base_weights, deadline)
+            try:
+                made = self.make_update(task, base_weights, deadline)
+            except InvalidUpdate as exc:
+                if exc.reason != "non-finite":
+                    raise
+                self._unusable.add(round_id)  # the same base trains the same way: skip the round, do not retrain
+                raise RoundMissed(
+                    f"round {round_id}: training on round {base_round}'s model {base_cid} gives non-finite values; "
+                    "skipping this round",
+                    hint="the base model is unusable (weights far too large); the admin can rebase the lineage on an "
+                    "earlier round (`fedledger admin rebase`)",
+                ) from None
             t_train = time.perf_counter() - t1
             blob = made.blob
             # Kept before anything is submitted: a restart submits these bytes, never new ones.

@@ -39,7 +39,7 @@ def flows_convert(
     descriptor: str = DescriptorOpt,
 ) -> None:
     """Encode a raw export with the federation's normaliser and write it as a flow set."""
-    from federation.descriptor import Descriptor
+    from federation.descriptor import MAX_DESCRIPTOR_BYTES, Descriptor
     from fedledger.cli.common import require
     from fedledger.flowfiles import (
         encode_raw,
@@ -54,7 +54,7 @@ def flows_convert(
     else:
         cfg = federation_config(config, store=store, ipfs_api=ipfs_api, descriptor=descriptor)
         cid = require(cfg.federation.descriptor, "federation descriptor (or --stats)", "--descriptor")
-        desc = Descriptor.from_bytes(open_configured_store(cfg).get(cid))
+        desc = Descriptor.from_bytes(open_configured_store(cfg).get(cid, max_bytes=MAX_DESCRIPTOR_BYTES))
         normaliser = normaliser_from_descriptor(desc, data_format)
         source = f"descriptor {cid}"
     flows, report = encode_raw(data, data_format, normaliser, skip_bad_rows=skip_bad_rows)

@@ -81,7 +81,7 @@ def participant_run(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Wait for rounds, train on local flows, submit encoded updates."""
-    from federation.descriptor import Descriptor
+    from federation.descriptor import MAX_DESCRIPTOR_BYTES, Descriptor
     from federation.updates import CodecParams
     from fedledger.flowfiles import load_local_flows
     from fedledger.ops import fan_out
@@ -95,7 +95,9 @@ def participant_run(
     )
     account = load_signer(keystore, password_file, key_env)
     st = open_configured_store(cfg)
-    desc = Descriptor.from_bytes(st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor")))
+    desc = Descriptor.from_bytes(
+        st.get(require(cfg.federation.descriptor, "federation descriptor", "--descriptor"), max_bytes=MAX_DESCRIPTOR_BYTES)
+    )
     local = load_local_flows(data, data_format, desc)  # a file that is not a flow set says so, with a hint
     t = cfg.training
     operations = operated("participant", metrics_port=metrics_port, log_format=log_format, verbose=verbose)
