@@ -26,6 +26,7 @@ from federation.privacy import check_dp_delta
 from federation.rounds.scoring import ScoringRule
 from federation.rounds.strategies import strategy_from_name
 from federation.updates import CodecParams
+from flows.taxonomy import novel_names
 from fedledger.attacks.kinds import COPY, FREE_RIDE, AttackSpec, plant, submission_order
 from fedledger.attacks.member import attacked_update
 from fedledger.local_federation import LocalFederation, members_of, simulated_address
@@ -68,6 +69,9 @@ class SimulationConfig:
     baselines: bool = False
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
+    # Without a test file: "stratified" (a share of every class) or "novel" (whole attack names
+    # kept out of training, flows.taxonomy.NOVEL_HOLDOUT, plus a share of the other names).
+    holdout: str = "stratified"
     on_bad_row: str = "error"
     # Record-level DP (participant.dp_training): target epsilon per round, delta, each member's composed budget.
     dp_epsilon: float | None = None
@@ -83,22 +87,43 @@ class SimulationConfig:
 participant_address = simulated_address  # the name benchmarks use
 
 
-def _load(cfg: SimulationConfig) -> tuple[Any, Any]:
+def _load(cfg: SimulationConfig) -> tuple[Any, Any, np.ndarray | None]:
+    """(train, test, novel): ``novel`` marks the test rows of attack names kept out of training (novel hold-out)."""
     if cfg.dataset == "synthetic" and cfg.train is None:
         from flows.synthetic import generate
 
+        if cfg.holdout != "stratified":
+            raise SimulationError("the synthetic data set names each family once: it has no novel-attack hold-out",
+                                  hint="use --holdout stratified, or an NSL-KDD, UNSW-NB15 or CICIDS2017 file")  # fmt: skip
         # Independent draws from the same generator: the test set is unseen traffic.
         n_test = max(1, int(round(cfg.synthetic_records * cfg.test_fraction)))
-        return generate(cfg.synthetic_records, cfg.seed), generate(n_test, cfg.seed + 1_000_003)
-    from flows import load_dataset
-    return load_dataset(
+        return generate(cfg.synthetic_records, cfg.seed), generate(n_test, cfg.seed + 1_000_003), None
+    from flows import load_split
+    split = load_split(
         cfg.dataset,
         Path(cfg.train) if cfg.train else None,
         Path(cfg.test) if cfg.test else None,
         seed=cfg.seed,
         test_fraction=cfg.test_fraction,
         on_bad_row=cfg.on_bad_row,  # type: ignore[arg-type]
+        holdout=cfg.holdout,  # type: ignore[arg-type]
     )
+    return split.train, split.test, split.test_novel
+
+
+def novel_report(weights: Any, spec: ModelSpec, test: Any, novel: np.ndarray) -> dict[str, Any]:
+    """Beside the whole test set's metrics: the known names' part (a stratified hold-out of what the
+    federation trained on) and, on the novel names' rows alone, how many are flagged as attacks and
+    how many get their family right."""
+    from federation.metrics import predict
+    from federation.model.network import model_from_weights
+
+    pred = predict(model_from_weights(spec, weights), test.features)
+    known = evaluate(weights, spec, test.subset(np.flatnonzero(~novel)))
+    y, p = test.labels[novel], pred[novel]
+    family = {spec.classes[c]: float(np.mean(p[y == c] == c)) for c in np.unique(y)}
+    return {"known": known, "rows": int(novel.sum()), "detection_rate": float(np.mean(p != 0)) if y.size else 0.0,
+            "family_recall": family}  # fmt: skip
 
 
 def _families(data: Any) -> list[str]:
@@ -119,7 +144,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     attack_specs = [AttackSpec.parse(a) for a in cfg.attacks]
     rule = ScoringRule(cfg.scoring) if cfg.scoring in ("leave-one-out", "gtg-shapley") else ScoringRule.from_dict({"rule": cfg.scoring})
     notify = progress or (lambda *_: None)
-    train, test = _load(cfg)
+    train, test, novel = _load(cfg)
     spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden))
     parts = partition(train.labels, cfg.participants, cfg.split, cfg.seed, classes=train.classes)
     orgs = sorted(
@@ -154,7 +179,9 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
                   "dense_float32_bytes": 4 * spec.num_parameters()},
         "strategy": {"name": strategy.name, "params": strategy.params()},
         "codec": codec.to_dict(),
-        "data": {"train": len(train), "test": len(test), "classes": list(train.classes), "test_support": test.class_counts().tolist()},
+        "data": {"train": len(train), "test": len(test), "classes": list(train.classes), "test_support": test.class_counts().tolist(),
+                 "holdout": cfg.holdout if cfg.test is None else "test-file",
+                 **({"novel_names": novel_names(cfg.dataset), "novel_test_rows": int(novel.sum())} if novel is not None else {})},
         "participants": [
             {"address": a, "samples": len(d), "class_counts": d.class_counts().tolist(), "families_seen": _families(d),
              "attack": planted.get(a)}
@@ -213,6 +240,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             "seconds": round(time.perf_counter() - started, 3),
             "participants": members,
             "scoring": scoring,
+            **({"novel": novel_report(fed.weights, spec, test, novel)} if novel is not None else {}),
             **({"privacy": privacy, "refused": refused} if dp is not None else {}),
         })  # fmt: skip
     result["final"] = result["rounds"][-1]["metrics"]

@@ -39,7 +39,11 @@ def _parse_strategy_params(items: list[str]) -> dict[str, float | int | None]:
 def simulate(
     dataset: str = typer.Option("synthetic", "--dataset", help=f"One of: {', '.join(DATASETS)}."),
     train: Path | None = typer.Option(None, "--train", help="Training file (or directory) for a real data set."),
-    test: Path | None = typer.Option(None, "--test", help="Test file; without it a stratified part of --train is held out."),
+    test: Path | None = typer.Option(None, "--test", help="Test file; without it a part of --train is held out (--holdout)."),
+    holdout: str = typer.Option(
+        "stratified", "--holdout", help="Without --test: stratified (a share of every class) or novel (whole attack names "
+        "kept out of training, plus a share of the others; docs/learning.md lists them)."
+    ),
     participants: int = typer.Option(5, "--participants", "-n", help="Number of organisations."),
     split: str = typer.Option("iid", "--split", help="iid | dirichlet:ALPHA | families"),
     rounds: int = typer.Option(10, "--rounds", "-r", help="Federated rounds."),
@@ -77,6 +81,13 @@ def simulate(
         raise FedLedgerError(f"unknown data set {dataset!r}", hint=f"use one of {', '.join(DATASETS)}")
     if dataset != "synthetic" and train is None:
         raise FedLedgerError(f"--dataset {dataset} needs --train FILE", hint="e.g. --train KDDTrain+_20Percent.txt")
+    if holdout not in ("stratified", "novel"):
+        raise FedLedgerError(f"--holdout {holdout!r} is not stratified or novel")
+    if holdout == "novel" and test is not None:
+        raise FedLedgerError("--holdout novel cuts the test set from --train; it takes no --test", hint="drop --test or --holdout")
+    if holdout == "novel" and dataset == "synthetic":
+        raise FedLedgerError("--holdout novel needs a data set with several attack names per family",
+                             hint="use --dataset nsl-kdd, unsw-nb15 or cicids2017 with --train")  # fmt: skip
     if class_weights not in ("balanced", "sqrt", "none"):
         raise FedLedgerError(f"--class-weights {class_weights!r} is not balanced, sqrt or none")
     try:
@@ -106,7 +117,7 @@ def simulate(
         strategy=strategy, strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
-        synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
+        synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error", holdout=holdout,
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
         dp_clip=dp.clip_norm if dp else 1.0,
     )  # fmt: skip
@@ -128,6 +139,13 @@ def simulate(
         f"round {len(result['rounds'])}: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f}, "
         f"FPR {final['fpr']:.4f}; wrote {json_out}"
     )
+    novel = result["rounds"][-1].get("novel")
+    if novel is not None:
+        console.print(
+            f"novel-attack hold-out: known names macro-F1 {novel['known']['macro_f1']:.4f}; {novel['rows']:,} rows of "
+            f"novel names, {novel['detection_rate']:.1%} flagged as attacks, family recall "
+            + ", ".join(f"{f} {r:.2f}" for f, r in novel["family_recall"].items())
+        )
     if "privacy" in result:
         spent = result["privacy"]["participants"].values()
         console.print(

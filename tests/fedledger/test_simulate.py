@@ -94,3 +94,26 @@ def test_cli_reports_bad_options(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert main(["simulate", "--class-weights", "inverse", "--json", str(out)]) == 1
     assert main(["simulate", "--strategy-param", "eta", "--json", str(out)]) == 1
     assert not out.exists()
+
+
+def test_novel_attack_holdout_is_reported_beside_the_metrics(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    train = Path(__file__).resolve().parents[1] / "data" / "nsl_kdd_train.txt"
+    out = tmp_path / "sim.json"
+    code = main(["simulate", "--dataset", "nsl-kdd", "--train", str(train), "--holdout", "novel", "--participants", "2",
+                 "--rounds", "2", "--hidden", "16", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["data"]["holdout"] == "novel" and result["data"]["novel_test_rows"] == 7
+    assert result["data"]["novel_names"]["u2r"] == ["rootkit", "perl"]
+    last = result["rounds"][-1]
+    assert set(last["metrics"]) >= {"macro_f1", "binary_accuracy", "f1"}  # the public keys keep their place
+    assert last["metrics"]["n"] == 11 and last["novel"]["known"]["n"] == 4 and last["novel"]["rows"] == 7
+    assert 0.0 <= last["novel"]["detection_rate"] <= 1.0 and set(last["novel"]["family_recall"]) == {"dos", "probe", "r2l", "u2r"}
+    assert "novel-attack hold-out" in capsys.readouterr().err
+    assert main(["simulate", "--holdout", "novel", "--json", str(out)]) == 1  # synthetic: one name per family
+    assert "several attack names" in capsys.readouterr().err
+    assert main(["simulate", "--dataset", "nsl-kdd", "--train", str(train), "--test", str(train), "--holdout", "novel",
+                 "--json", str(tmp_path / "x.json")]) == 1  # fmt: skip
+    assert main(["simulate", "--holdout", "sideways", "--json", str(tmp_path / "x.json")]) == 1
