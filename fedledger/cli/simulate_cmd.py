@@ -49,7 +49,7 @@ def simulate(
     rounds: int = typer.Option(10, "--rounds", "-r", help="Federated rounds."),
     codec: str = typer.Option("none", "--codec", help="none | int8[:BLOCK] | topk:FRAC+int8[:BLOCK] (+zstd:LEVEL)"),
     no_error_feedback: bool = typer.Option(False, "--no-error-feedback", help="Drop what the codec loses instead of carrying it."),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg | fedavgm | fedadam | median | trimmed-mean | multi-krum"),
+    strategy: str = typer.Option("fedavg-classwise", "--strategy", help="fedavg | fedavg-classwise | fedavgm | fedadam | median | trimmed-mean | multi-krum"),
     strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2, f=2."),
     clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating (any strategy)."),
     attack: list[str] = typer.Option(
@@ -61,11 +61,15 @@ def simulate(
     batch_size: int = typer.Option(256, "--batch-size"),
     lr: float = typer.Option(5e-3, "--lr", help="Local learning rate (Adam)."),
     mu: float = typer.Option(0.0, "--mu", help="FedProx proximal coefficient (0 = FedAvg)."),
-    class_weights: str = typer.Option("balanced", "--class-weights", help="balanced | sqrt | none"),
+    class_weights: str = typer.Option("sqrt", "--class-weights", help="balanced | sqrt | none"),
     absent_class_scale: float = typer.Option(
-        1.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+        0.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+    ),
+    logit_calibration: float = typer.Option(
+        0.5, "--logit-calibration", help="FedLC: tau of the margin tau*n_c^-1/4 held classes train against (0 = off)."
     ),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes, comma-separated."),
+    activation: str = typer.Option("relu", "--activation", help="Hidden activation: relu or tanh."),
     seed: int = typer.Option(0, "--seed"),
     baselines: bool = typer.Option(False, "--baselines", help="Also train centralised and local-only baselines."),
     records: int = typer.Option(20_000, "--records", help="Synthetic data set size (training part)."),
@@ -116,6 +120,7 @@ def simulate(
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
         strategy=strategy, strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
+        logit_calibration=logit_calibration, activation=activation,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error", holdout=holdout,
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,

@@ -53,7 +53,14 @@ def test_families_split_with_baselines_and_another_strategy() -> None:
     base = result["baselines"]
     assert base["epochs"] == 3 and len(base["local_only"]) == 3
     assert 0.0 <= base["centralised"]["macro_f1"] <= 1.0
-    assert result["strategy"] == {"name": "fedavgm", "params": {"server_lr": 1.0, "momentum": 0.5, "sample_cap": 1_000_000}}
+    # without a cap of its own the rule gets the mean party size; a cap given is kept
+    cap = -(-result["data"]["train"] // 3)
+    assert result["strategy"] == {"name": "fedavgm", "params": {"server_lr": 1.0, "momentum": 0.5, "sample_cap": cap}}
+    assert cap < 1_000_000 and result["config"]["strategy_params"] == {"momentum": 0.5}
+    kept = run_simulation(_small(rounds=1, strategy="fedavg", strategy_params={"sample_cap": 7}))
+    assert kept["strategy"]["params"]["sample_cap"] == 7
+    median = run_simulation(_small(rounds=1, strategy="median"))
+    assert "sample_cap" not in median["strategy"]["params"]
 
 
 @pytest.mark.parametrize(
