@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import encode as abi_encode
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
@@ -220,6 +221,17 @@ class Ledger:
     def account(self) -> str | None:
         """The signer's address (the key itself is never exposed by the client)."""
         return self._account.address if self._account is not None else None
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """The signer's EIP-191 signature (65 bytes) of a 32-byte digest, for messages that live off chain.
+
+        The key stays inside the client; anyone recovers the address from the signature.
+        """
+        if self._account is None:
+            raise errors.InvalidArgument("signing needs an account", hint="attach with the member's key")
+        if len(digest) != 32:
+            raise errors.InvalidArgument(f"a digest to sign is 32 bytes, got {len(digest)}")
+        return bytes(self._account.sign_message(encode_defunct(primitive=digest)).signature)
 
     @property
     def contract(self) -> Any:

@@ -230,3 +230,43 @@ def eligible_members(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_
     if len(eligible) != expected:
         raise _pruned(f"replaying the membership events gives {len(eligible)} members eligible for round {round_id}, the contract counts {expected}")
     return eligible
+
+
+def secure_round_members(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_PAGE) -> dict[str, bytes]:
+    """The members of secure-aggregation round ``round_id``: eligible when it opened, with an X25519 key bound
+    before it opened (the latest such key of each), replayed from the chain's events."""
+    eligible = set(eligible_members(ledger, round_id, page_size=page_size))
+    info = ledger.get_round(round_id)
+    opened = ledger.get_events(("RoundOpened",), from_block=info.opened_block, to_block=info.opened_block, round_id=round_id)
+    cut = (opened[0].block_number, opened[0].log_index)
+    keys: dict[str, bytes] = {}
+    for e in ledger.get_events(("MemberKeySet",), from_block=0, to_block=info.opened_block, page_size=page_size):
+        if (e.block_number, e.log_index) < cut and e.args["participant"] in eligible:
+            keys[e.args["participant"]] = bytes(e.args["key"])
+    return keys
+
+
+def secure_round_bundles(ledger: Ledger, round_id: int, *, page_size: int = DEFAULT_LOG_PAGE) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(member -> digest of its share bundle, member -> digest of its reveal bundle) as round ``round_id``'s events say."""
+    info = ledger.get_round(round_id)
+    to_block = info.closed_block if info.closed_block is not None else ledger.block_number()
+    shares: dict[str, bytes] = {}
+    reveals: dict[str, bytes] = {}
+    for e in ledger.get_events(("SharesPublished", "SharesRevealed"), from_block=info.opened_block, to_block=to_block,
+                               round_id=round_id, page_size=page_size):  # fmt: skip
+        target = shares if e.name == "SharesPublished" else reveals
+        target.setdefault(e.args["participant"], bytes(e.args["bundle" if e.name == "SharesPublished" else "reveal"]))
+    return shares, reveals
+
+
+def submissions_closed_at(ledger: Ledger, round_id: int) -> int:
+    """When round ``round_id`` stopped taking submissions: the block time of the submission that completed it
+    (every member it waited for was in), else its deadline."""
+    info = ledger.get_round(round_id)
+    phases = ledger.round_phases(round_id)
+    expected = phases.share_count if phases.share_deadline else phases.eligible
+    subs = ledger.submissions(round_id)
+    if expected and len(subs) >= expected:
+        when = int(ledger.w3.eth.get_block(subs[expected - 1].block_number)["timestamp"])
+        return min(when, info.deadline)
+    return info.deadline

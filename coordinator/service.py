@@ -32,11 +32,14 @@ from pathlib import Path
 from threading import Event
 
 from contracts.client import Ledger, RoundState, TxResult
+from contracts.history import submissions_closed_at
 from faults import Backoff, Deadline, FedLedgerError, run_in_context
 from federation.descriptor import Descriptor
 from federation.fetch import fetch_update, update_limit
 from federation.replay import Replay
 from federation.rounds.derive import RoundResult
+from federation.secagg import SecureParams, UnmaskError
+from federation.secagg.params import MODE as SECURE_MODE
 from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 
 log = logging.getLogger("fedledger.coordinator")
@@ -90,7 +93,9 @@ class CoordinatorService:
                 "; ".join(problems), hint="pass the descriptor CID that `fedledger deploy` printed for this ledger"
             )
         self._closing: dict[int, Deadline] = {}  # round -> its reveal window, from when its submissions closed
-        self._waiting_logged: set[int] = set()
+        self._waiting_logged: set[tuple[int, str]] = set()
+        self.secure = SecureParams.from_privacy(self.descriptor.privacy) if self.descriptor.privacy_mode == SECURE_MODE else None
+        self._keys_wait_started: float | None = None
 
     @property
     def reveal_seconds(self) -> float:
@@ -101,11 +106,10 @@ class CoordinatorService:
     def open_round(self) -> int:
         base = self.ledger.latest_model()
         now = self.ledger.now()
-        deadline = now + self.settings.round_seconds
         share_deadline = 0
-        if self.descriptor.privacy_mode == "secure-aggregation":
-            share = self.settings.share_seconds or max(1, self.settings.round_seconds // 3)
-            share_deadline = now + share
+        if self.secure is not None:  # the share phase first, then the whole round for training and commitments
+            share_deadline = now + (self.settings.share_seconds or self.secure.share_seconds)
+        deadline = (share_deadline or now) + self.settings.round_seconds
         tx = self.ledger.open_round(base, deadline, share_deadline)
         self._on_event("opened", {"round": tx.round_id, "deadline": deadline, "gas": tx.gas_used})
         log.info("opened round %d (deadline in %ds)", tx.round_id, self.settings.round_seconds)
@@ -149,7 +153,12 @@ class CoordinatorService:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         self.reveal_holdout(round_id)
-        window = self._closing.setdefault(round_id, Deadline.after(self.reveal_seconds))
+        if self.secure is not None:
+            if not self._reveals_in(round_id, info, phases):
+                return None
+            window = Deadline.after(self.reveal_seconds)  # members put their masked bytes before revealing shares
+        else:
+            window = self._closing.setdefault(round_id, Deadline.after(self.reveal_seconds))
         subs = self.ledger.submissions(round_id)
         limit = update_limit(self.descriptor)
 
@@ -169,18 +178,15 @@ class CoordinatorService:
         t1 = time.perf_counter()
         self._on_event("aggregating", {"round": round_id})
         inputs = self.replay.gather(round_id, fetched=fetched)
-        derived = self.replay.derive(round_id, inputs)
+        try:
+            derived = self.replay.derive(round_id, inputs)
+        except UnmaskError as exc:
+            return self._wait_or_abort(round_id, phases, f"the round cannot be unmasked: {exc}")
         result = derived.result
         timings["aggregate"] = time.perf_counter() - t1
         if len(result.aggregated) < quorum:
             reason = f"{len(result.aggregated)} of {info.submission_count} updates could be aggregated; the quorum is {quorum}"
-            if self.ledger.now() >= phases.abortable_at:
-                return self._abort(round_id, reason)
-            if round_id not in self._waiting_logged:
-                self._waiting_logged.add(round_id)
-                log.warning("round %d: %s; the chain allows an abort from %d", round_id, reason, phases.abortable_at)
-                self._on_event("waiting", {"round": round_id, "reason": reason, "abortable_at": phases.abortable_at})
-            return None
+            return self._wait_or_abort(round_id, phases, reason)
 
         t2 = time.perf_counter()
         gcid, mcid = self.publish(result)
@@ -194,6 +200,29 @@ class CoordinatorService:
         self._on_event("finalized", {"round": round_id, "global": gcid, "manifest": mcid, "gas": tx.gas_used})
         log.info("finalised round %d: global %s, manifest %s", round_id, gcid, mcid)
         return RoundOutcome(round_id, True, result, tx.gas_used, None, timings)
+
+    def _wait_or_abort(self, round_id: int, phases, reason: str) -> RoundOutcome | None:  # noqa: ANN001
+        """Abort once the chain allows it (after the grace period); until then wait, saying why once."""
+        if self.ledger.now() >= phases.abortable_at:
+            return self._abort(round_id, reason)
+        if (round_id, reason) not in self._waiting_logged:
+            self._waiting_logged.add((round_id, reason))
+            log.warning("round %d: %s; the chain allows an abort from %d", round_id, reason, phases.abortable_at)
+            self._on_event("waiting", {"round": round_id, "reason": reason, "abortable_at": phases.abortable_at})
+        return None
+
+    def _reveals_in(self, round_id: int, info, phases) -> bool:  # noqa: ANN001
+        """Secure aggregation: every committed member revealed its shares, or the reveal windows have passed."""
+        if phases.reveal_count >= info.submission_count:
+            return True
+        closed_at = submissions_closed_at(self.ledger, round_id)
+        if self.ledger.now() >= closed_at + 2 * self.reveal_seconds:  # one window for the masked bytes, one for the shares
+            return True
+        if (round_id, "reveals") not in self._waiting_logged:
+            self._waiting_logged.add((round_id, "reveals"))
+            log.info("round %d: waiting for shares: %d of %d committed members revealed", round_id, phases.reveal_count,
+                     info.submission_count)  # fmt: skip
+        return False
 
     def _abort(self, round_id: int, reason: str) -> RoundOutcome:
         tx = self.ledger.abort_round(round_id)
@@ -213,8 +242,12 @@ class CoordinatorService:
         """Pin every accepted update (and archive it as CAR when asked): the audit must find them for ever."""
         from ipfs.car import export_car
 
-        for u in result.accepted:
-            cid = digest_to_cid(u.digest)
+        cids = [digest_to_cid(u.digest) for u in result.accepted]
+        secure = result.manifest.get("secure_aggregation")
+        if secure is not None:  # the unmasking needs every survivor's masked bytes and every bundle it used
+            cids = [e["update"] for e in result.manifest["submissions"] if e["status"] == "accepted"]
+            cids += [c for m in secure["members"] for c in (m["shares"], m["reveal"]) if c is not None]
+        for cid in cids:
             self.store.pin(cid)
             if self.settings.archive_dir is not None:
                 target = self.settings.archive_dir / f"round-{round_id}"
@@ -254,8 +287,26 @@ class CoordinatorService:
             return "done"
         if not self.ledger.participant_count():
             raise CoordinatorError("no participants are registered", hint="register organisations with `fedledger register`")
+        if self.secure is not None and not self._enough_keys():
+            return None
         self.open_round()
         return "opened"
+
+    def _enough_keys(self) -> bool:
+        """Secure aggregation: a round needs at least the threshold's number of members with a key bound on chain."""
+        assert self.secure is not None
+        members = self.ledger.participants()
+        keyed = sum(1 for m in members if self.ledger.member_key(m) is not None)
+        # Every member, or the threshold once members have had a share phase's time to bind theirs.
+        first = self._keys_wait_started = self._keys_wait_started or time.monotonic()
+        if keyed == len(members) or (keyed >= self.secure.threshold and time.monotonic() - first >= self.secure.share_seconds):
+            self._keys_wait_started = None
+            return True
+        if (0, f"keys-{keyed}") not in self._waiting_logged:
+            self._waiting_logged.add((0, f"keys-{keyed}"))
+            log.info("waiting for members' keys: %d of %d members bound one, the threshold is %d", keyed, len(members),
+                     self.secure.threshold)  # fmt: skip
+        return False
 
     def run(self, *, rounds: int | None = None, stop: Event | None = None) -> list[RoundOutcome]:
         """Run until the ledger holds ``rounds`` finalised rounds (None: until stopped)."""

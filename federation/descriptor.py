@@ -24,6 +24,8 @@ from typing import Any
 from faults import FedLedgerError
 from federation.canonical import canonical_json, parse_bounded_json
 from federation.model import InvalidModelSpec, ModelSpec, save_model_bytes
+from federation.secagg.params import MODE as SECURE_MODE
+from federation.secagg.params import InvalidSecureParams, SecureParams
 
 DESCRIPTOR_FORMAT = "fedledger-federation/2"
 MAX_DESCRIPTOR_BYTES = 16 << 20  # a normaliser for a few hundred features is tens of KB
@@ -156,7 +158,9 @@ class Descriptor:
 
     def genesis_model(self) -> bytes:
         """The canonical bytes of the genesis model this descriptor commits to."""
-        from federation.model.network import init_model  # torch only when a model is made
+        from federation.model.network import (
+            init_model,  # torch only when a model is made
+        )
 
         return save_model_bytes(self.spec, init_model(self.spec, self.genesis_seed()))
 
@@ -193,10 +197,33 @@ def _check(d: Descriptor) -> list[str]:
         bad.append("normaliser holds a value that is not a finite number or text")
     if not isinstance(d.privacy, dict) or d.privacy.get("mode") not in PRIVACY_MODES:
         bad.append(f"privacy mode should be one of {PRIVACY_MODES}")
+    elif d.privacy["mode"] == SECURE_MODE:
+        bad.extend(_secure_problems(d))
+    elif d.privacy != {"mode": "public"}:
+        bad.append("public mode takes no privacy parameters")
+    elif isinstance(d.scoring, dict) and d.scoring.get("rule") == "sample-share":
+        bad.append("sample-share scores secure-aggregation rounds only")
     if not isinstance(d.timing, dict) or set(d.timing) != set(DEFAULT_TIMING) or not all(
         _is_int(v) and 0 <= v <= 30 * 86400 for v in d.timing.values()
     ):
         bad.append(f"timing should be {sorted(DEFAULT_TIMING)} as whole seconds up to 30 days")
+    return bad
+
+
+SUM_STRATEGIES = ("fedavg", "fedavgm", "fedadam")  # the rules that need only the weighted sum of the updates
+
+
+def _secure_problems(d: Descriptor) -> list[str]:
+    """What secure aggregation needs of the rest of the descriptor: a rule on sums, and scores from sample counts."""
+    bad = []
+    try:
+        SecureParams.from_privacy(d.privacy)
+    except InvalidSecureParams as exc:
+        bad.append(str(exc))
+    if d.strategy not in SUM_STRATEGIES or (isinstance(d.strategy_params, dict) and "clip_norm" in d.strategy_params):
+        bad.append(f"secure aggregation reveals only the sum: the strategy must be one of {SUM_STRATEGIES} without clip_norm")
+    if isinstance(d.scoring, dict) and d.scoring.get("rule") != "sample-share":
+        bad.append("secure aggregation scores by sample-share (no update is ever seen alone)")
     return bad
 
 

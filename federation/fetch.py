@@ -11,7 +11,14 @@ from __future__ import annotations
 from faults import Deadline, FedLedgerError, deadline, retrying
 from federation.descriptor import Descriptor
 from federation.updates import max_update_bytes
-from ipfs import ContentNotFound, ContentStore, ContentTooLarge, CorruptBlock, MalformedDag, StoreError
+from ipfs import (
+    ContentNotFound,
+    ContentStore,
+    ContentTooLarge,
+    CorruptBlock,
+    MalformedDag,
+    StoreError,
+)
 
 UNAVAILABLE = "unavailable"  # the store does not hold it (yet), up to the deadline
 STORE_UNAVAILABLE = "store-unavailable"  # the store itself could not be reached

@@ -127,6 +127,8 @@ class Manifest:
     validation: str
     metrics: dict[str, Any]
     raw: dict[str, Any]
+    # secure aggregation: the members whose reveal bundles the unmasking used (None in public mode)
+    secure_reveals: tuple[str, ...] | None = None
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.raw)
@@ -183,4 +185,24 @@ class Manifest:
             validation=_field(obj, "validation", str),
             metrics=_field(obj, "metrics", dict),
             raw=obj,
+            secure_reveals=_secure_reveals(obj),
         )
+
+
+def _secure_reveals(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if "secure_aggregation" not in obj:
+        return None
+    sec = _field(obj, "secure_aggregation", dict)
+    members = _field(sec, "members", list, "secure_aggregation.")
+    out = []
+    for i, m in enumerate(members):
+        where = f"secure_aggregation.members[{i}]."
+        if not isinstance(m, dict):
+            raise InvalidManifest(f"{where[:-1]} should be an object")
+        who = _field(m, "participant", str, where)
+        reveal = m.get("reveal")
+        if reveal is not None and not isinstance(reveal, str):
+            raise InvalidManifest(f"{where}reveal should be a CID or null")
+        if reveal is not None:
+            out.append(who)
+    return tuple(out)

@@ -17,21 +17,29 @@ new round; a newcomer derives from round one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from contracts.client import Ledger, RoundState
-from contracts.history import eligible_members
+from contracts.history import (
+    eligible_members,
+    secure_round_bundles,
+    secure_round_members,
+)
 from faults import Deadline, FedLedgerError
 from federation.descriptor import Descriptor
 from federation.fetch import AVAILABILITY_REASONS, fetch_update, update_limit
-from federation.manifest import MAX_MANIFEST_BYTES, Manifest
 from federation.flowset import load_flowset
+from federation.manifest import MAX_MANIFEST_BYTES, Manifest
 from federation.model import load_model_bytes
 from federation.rounds.derive import RoundInputs, RoundResult, derive_round
+from federation.rounds.secure import SecureInputs
 from federation.rounds.validation import SubmissionInput
+from federation.secagg import SecureParams, SecureRound
+from federation.secagg.params import MODE as SECURE_MODE
+from federation.secagg.shares import MAX_BUNDLE_BYTES
 from flows import FlowDataset
-from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
+from ipfs import ContentStore, StoreError, cid_to_digest, content_cid, digest_to_cid
 
 Fetched = Mapping[str, tuple[bytes | None, str | None]]
 
@@ -111,11 +119,14 @@ class Replay:
         fetched: Fetched | None = None,
         until: Deadline | None = None,
         fetch: Callable[[str, str], tuple[bytes | None, str | None]] | None = None,
+        reveals_from: Collection[str] | None = None,
     ) -> RoundInputs:
         """Everything round ``round_id`` is derived from.
 
         ``fetched`` gives an update's bytes (or why they are missing) by participant, as the
-        caller established them; the others are fetched here until ``until``.
+        caller established them; the others are fetched here until ``until``. In secure
+        aggregation, ``reveals_from`` limits the reveal bundles to those members' (the ones a
+        finalised round's manifest records as used); by default every one on chain.
         """
         info = self.ledger.get_round(round_id)
         phases = self.ledger.round_phases(round_id)
@@ -145,12 +156,40 @@ class Replay:
                 data, err = fetch_update(self.store, cid, max_bytes=limit, until=until)
             subs.append(SubmissionInput(s.participant, s.update, s.num_samples, s.epsilon_milli, data, err))
         scoring, scoring_cid = self.scoring_set(round_id)
+        secure = self.secure_inputs(round_id, reveals_from=reveals_from) if self.descriptor.privacy_mode == SECURE_MODE else None
         return RoundInputs(
             round_id=round_id, descriptor_cid=self.descriptor_cid, descriptor=self.descriptor, base_model=base_bytes,
             base_weights=base_weights, state_in=state_in, submissions=subs,
             eligible=eligible_members(self.ledger, round_id), validation=scoring, scoring_set=scoring_cid,
             chain_id=self.ledger.chain_id, ledger=self.ledger.address, quorum=self.quorum,
             base_round=phases.base_round, previous=previous, score_contributions=self.score_contributions,
+            secure=secure,
+        )  # fmt: skip
+
+    def secure_round(self, round_id: int) -> SecureRound:
+        """The round's members and their X25519 keys, as the chain fixed them when it opened."""
+        params = SecureParams.from_privacy(self.descriptor.privacy)
+        return SecureRound(self.ledger.chain_id, self.ledger.address, round_id, params, secure_round_members(self.ledger, round_id))
+
+    def secure_inputs(self, round_id: int, *, reveals_from: Collection[str] | None = None) -> SecureInputs:
+        """The secure round's members, and the share and reveal bundles its events reference (None where not fetchable)."""
+        rnd = self.secure_round(round_id)
+        shares, reveals = secure_round_bundles(self.ledger, round_id)
+        if reveals_from is not None:
+            unknown = sorted(set(reveals_from) - set(reveals))
+            if unknown:
+                raise ReplayError(f"round {round_id}'s manifest uses reveals the chain does not record, from {unknown}")
+            reveals = {m: d for m, d in reveals.items() if m in set(reveals_from)}
+
+        def get(digest: bytes) -> bytes | None:
+            try:
+                return self.store.get(digest_to_cid(digest), max_bytes=MAX_BUNDLE_BYTES)
+            except StoreError:
+                return None
+
+        return SecureInputs(
+            rnd, {m: get(d) for m, d in shares.items()}, {m: digest_to_cid(d) for m, d in shares.items()},
+            {m: get(d) for m, d in reveals.items()}, {m: digest_to_cid(d) for m, d in reveals.items()},
         )  # fmt: skip
 
     def derive(self, round_id: int, inputs: RoundInputs | None = None, **gather: object) -> Derived:
@@ -172,7 +211,9 @@ class Replay:
         info = self.ledger.get_round(round_id)
         if info.state is not RoundState.FINALIZED or info.manifest is None:
             raise ReplayError(f"round {round_id} is {info.state.name.lower()}: no model to start from")
-        return self.derive(round_id, fetched=self.recorded_unavailable(info.manifest))
+        manifest = self.manifest(info.manifest)
+        unavailable = {e.participant: (None, e.reason) for e in manifest.submissions if e.reason in AVAILABILITY_REASONS}
+        return self.derive(round_id, fetched=unavailable, reveals_from=manifest.secure_reveals)
 
     def manifest(self, digest: bytes) -> Manifest:
         return Manifest.parse(self.store.get(digest_to_cid(digest), max_bytes=MAX_MANIFEST_BYTES))

@@ -38,6 +38,8 @@ from federation.fetch import AVAILABILITY_REASONS, fetch_update, update_limit
 from federation.manifest import InvalidManifest, Manifest
 from federation.privacy import Mechanism, compose_declared
 from federation.replay import Replay
+from federation.secagg import UnmaskError
+from federation.secagg.shares import MAX_BUNDLE_BYTES
 from ipfs import ContentNotFound, ContentStore, StoreError, digest_to_cid
 
 MISMATCH, DISPUTED, UNVERIFIABLE = "mismatch", "disputed", "unverifiable"
@@ -211,10 +213,22 @@ class Auditor:
             elif data is None and entry is not None and entry.accepted:
                 v.unavailable.append(f"{s.participant}: accepted update {cid} cannot be fetched now ({err})")
             fetched[s.participant] = (data, err)
+        secure = parsed.raw.get("secure_aggregation")
+        if isinstance(secure, dict):  # the bundles the unmasking used must still be there
+            for m in secure.get("members", []):
+                for what in ("shares", "reveal"):
+                    cid = m.get(what) if isinstance(m, dict) else None
+                    if isinstance(cid, str) and not self._fetchable(cid):
+                        v.unavailable.append(f"{m.get('participant')}: {what} bundle {cid} cannot be fetched now")
         if v.unavailable:
             return  # the re-derivation would differ for want of bytes, not because anyone cheated
 
-        derived = self.replay.derive(round_id, fetched=fetched)
+        try:
+            derived = self.replay.derive(round_id, fetched=fetched, reveals_from=parsed.secure_reveals)
+        except UnmaskError as exc:
+            bad(f"the round was finalised but its sum cannot be unmasked from the chain and the store: {exc}")
+            v.notes.extend(f"{f.party}: {f.problem}" for f in exc.findings)
+            return
         result = derived.result
         if derived.global_digest != info.global_model:
             bad(f"global model: re-derived {digest_to_cid(derived.global_digest)}, the chain records {v.global_model}")
@@ -235,6 +249,8 @@ class Auditor:
         if result.manifest_bytes != manifest_bytes and not v.mismatches:
             diff = sorted(k for k in set(result.manifest) | set(parsed.raw) if result.manifest.get(k) != parsed.raw.get(k))
             bad(f"manifest: re-derived manifest differs in {diff}")
+        if isinstance(result.manifest.get("secure_aggregation"), dict):
+            v.notes.extend(f"{f['party']}: {f['problem']}" for f in result.manifest["secure_aggregation"]["findings"])
         for verdict in result.verdicts:
             if verdict.accepted and verdict.privacy is not None:
                 v.privacy[verdict.participant] = dict(verdict.privacy)
@@ -266,12 +282,21 @@ class Auditor:
                 derived = self.replay.derive(round_id)
             except FedLedgerError as exc:
                 v.notes.append(f"could not re-derive it: {exc}")
+                if isinstance(exc, UnmaskError):
+                    v.notes.extend(f"{f.party}: {f.problem}" for f in exc.findings)
                 return
             if len(derived.result.aggregated) >= quorum:
                 v.notes.append(
                     f"its updates re-derive to {len(derived.result.aggregated)} aggregated, reaching the quorum: "
                     "the coordinator did not finalise a round it could have"
                 )
+
+    def _fetchable(self, cid: str) -> bool:
+        try:
+            self.store.get(cid, max_bytes=MAX_BUNDLE_BYTES)
+            return True
+        except StoreError:
+            return False
 
     # -- everything ----------------------------------------------------------------------------
     def audit(self, rounds: list[int] | None = None) -> AuditReport:

@@ -92,6 +92,11 @@ def create_federation(
     if holdouts and holdout_dir is None:
         raise DeployError("hold-outs need a directory to be written to", hint="pass --holdout-dir (kept by the coordinator)")
     spec = ModelSpec.for_dataset(validation, hidden=hidden)
+    secure = (privacy or {}).get("mode") == "secure-aggregation"
+    if secure and scoring == "leave-one-out":
+        scoring = "sample-share"  # no update is seen alone: scores come from the sample counts of the members in the sum
+    if secure and defences:
+        raise DeployError("secure aggregation reveals only the sum of the updates: the copy and free-rider defences cannot run")
     entry = ScoringRule.from_dict({"rule": scoring}).to_dict()  # validates the name before anything is deployed
     if defences:
         entry["defences"] = DefenceParams.from_dict(defences).to_dict()

@@ -29,18 +29,32 @@ from pathlib import Path
 from threading import Event
 
 from contracts.client import Ledger, RoundState
-from contracts.errors import AlreadySubmitted, LedgerRevert, NotEligible, NotParticipant, RoundNotOpen, SubmissionsClosed
+from contracts.errors import (
+    AlreadySubmitted,
+    LedgerRevert,
+    NotEligible,
+    NotParticipant,
+    RoundNotOpen,
+    SubmissionsClosed,
+)
 from faults import Backoff, FedLedgerError
 from federation.descriptor import Descriptor
 from federation.model import InvalidModelFile, load_model_bytes
 from federation.privacy import check_dp_delta
 from federation.replay import Replay
+from federation.secagg.params import MODE as SECURE_MODE
 from flows import FlowDataset
 from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
+from participant.secure import SecureMember
 from participant.statefiles import private_dir, write_private
-from participant.update import ProducedUpdate, RoundTask, TrainingSettings, produce_update
+from participant.update import (
+    ProducedUpdate,
+    RoundTask,
+    TrainingSettings,
+    produce_update,
+)
 
 log = logging.getLogger("fedledger.participant")
 
@@ -116,10 +130,6 @@ class ParticipantService:
                 f"the descriptor given is not the one ledger {ledger.address} was deployed for",
                 hint="pass the descriptor CID that `fedledger deploy` printed for this ledger (--descriptor)",
             )
-        if descriptor.privacy_mode != "public":
-            raise ParticipantError(
-                f"this federation runs in {descriptor.privacy_mode} mode", hint="run the secure-aggregation participant"
-            )
         self.ledger = ledger
         self.store = store
         self.descriptor = descriptor
@@ -147,6 +157,8 @@ class ParticipantService:
         self._verified: set[bytes] = set()  # base digests this member re-derived itself
         self._on_event = on_event or (lambda kind, info: None)
         self._on_progress = on_progress
+        # Secure aggregation: masks, shares and reveals (participant.secure); None in public mode.
+        self.secure: SecureMember | None = SecureMember(self) if descriptor.privacy_mode == SECURE_MODE else None
 
     # -- private state -----------------------------------------------------------------------
     def _error_feedback(self) -> ErrorFeedback:
@@ -171,6 +183,8 @@ class ParticipantService:
                 f"{self.address} is not a registered participant of ledger {self.ledger.address}",
                 hint="ask the federation's admin to run `fedledger register`",
             )
+        if self.secure is not None:
+            self.secure.bind_key()  # before any round opens: a round counts the keys bound before it
         round_id = self.ledger.current_round()
         if round_id == 0:
             return None
@@ -178,6 +192,8 @@ class ParticipantService:
         if info.state != RoundState.OPEN:
             return None
         phases = self.ledger.round_phases(round_id)
+        if self.secure is not None:
+            return self.secure.step(round_id, info, phases)
         mine = self.ledger.get_submission(round_id, self.address)
         if mine is not None:
             if phases.submissions_closed:
@@ -231,6 +247,8 @@ class ParticipantService:
 
     def make_update(self, task: RoundTask, base_weights: dict, deadline: int) -> ProducedUpdate:
         """The update this member sends for ``task`` (a subclass outside the service may send another)."""
+        if self.secure is not None:
+            return self.secure.make_update(task, base_weights)
         return produce_update(
             task, self.descriptor.spec, base_weights, self.data, self.settings,
             feedback=self._error_feedback(), privacy=self.privacy, progress=self._on_progress,
@@ -307,7 +325,7 @@ class ParticipantService:
         if not rounds:
             return False
         last = rounds[-1].round_id
-        if self._pending_path(last, "revealed").exists():
+        if self.secure is None and self._pending_path(last, "revealed").exists():
             return False
         return self.ledger.get_round(last).state == RoundState.OPEN
 
@@ -349,6 +367,10 @@ class ParticipantService:
 
     def _reveal_last(self, done: list[Submitted]) -> None:
         last = done[-1]
+        if self.secure is not None:  # the masked bytes, then the shares: step() does both for the open round
+            if self.ledger.current_round() == last.round_id:
+                self.step()
+            return None
         if self.ledger.round_phases(last.round_id).submissions_closed:
             self.reveal(last.round_id, cid_to_digest(last.cid))
         return None

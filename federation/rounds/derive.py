@@ -24,8 +24,15 @@ from federation.model import save_model_bytes
 from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.defences import DefenceParams
 from federation.rounds.scoring import ScoringRule, round_seed
+from federation.rounds.secure import SecureInputs, derive_secure_round
 from federation.rounds.strategies import Strategy, strategy_from_name
-from federation.rounds.validation import Binding, SubmissionInput, Verdict, validate_submission
+from federation.rounds.validation import (
+    Binding,
+    SubmissionInput,
+    Verdict,
+    validate_submission,
+)
+from federation.secagg.params import MODE as SECURE_MODE
 from federation.updates import NO_LEDGER
 from flows import FlowDataset
 from ipfs import cid_to_digest, content_cid
@@ -50,6 +57,7 @@ class RoundInputs:
     previous: Sequence[AcceptedUpdate] = ()  # the updates aggregated in the base round (replay detection)
     # False only in benchmarks of the model alone (scores are then 0); every real round is scored.
     score_contributions: bool = True
+    secure: SecureInputs | None = None  # a secure-aggregation round's members, keys and bundles
 
 
 @dataclass
@@ -90,6 +98,8 @@ def scoring_of(descriptor: Descriptor) -> tuple[ScoringRule, DefenceParams]:
 def derive_round(inputs: RoundInputs) -> RoundResult:
     """Validate, aggregate, score and describe one round. Deterministic; raises only on unusable inputs."""
     desc = inputs.descriptor
+    if desc.privacy_mode == SECURE_MODE:
+        return derive_secure_round(inputs, strategy_of(desc), MANIFEST_FORMAT)
     spec = desc.spec
     strategy = strategy_of(desc)
     # The header binds the base model by the digest the chain records (its root block's sha2-256).

@@ -28,7 +28,8 @@ from typing import Any
 
 from faults import FedLedgerError
 
-RULES = ("leave-one-out", "gtg-shapley")
+# sample-share scores secure-aggregation rounds, where no single update is ever in the clear
+RULES = ("leave-one-out", "gtg-shapley", "sample-share")
 _INT32 = (-(2**31), 2**31 - 1)
 
 ValueFn = Callable[[tuple[str, ...]], float]
@@ -222,8 +223,21 @@ def gtg_shapley(players: Sequence[str], value: ValueFn, rule: ScoringRule, seed:
     return report
 
 
+def sample_share(weights: Mapping[str, int], rule: ScoringRule) -> dict[str, int]:
+    """Each aggregated member's share of the round's (capped, quantised) sample weight, times the scale, rounded down.
+
+    The one score that needs nothing but what a secure-aggregation round reveals: the chain's
+    sample counts of the members in the sum. It pays for data, not for its quality: a member
+    cannot be scored on an update nobody sees.
+    """
+    total = sum(weights.values())
+    return {a: (w * rule.scale) // total if total else 0 for a, w in weights.items()}
+
+
 def score(players: Sequence[str], value: ValueFn, rule: ScoringRule, seed: bytes) -> ScoreReport:
     """Scores of ``players`` (aggregation order) under ``rule``; ``seed`` from :func:`round_seed`."""
+    if rule.rule == "sample-share":
+        raise InvalidScoringRule("sample-share scores secure-aggregation rounds only", hint="use leave-one-out or gtg-shapley")
     if rule.rule == "gtg-shapley":
         return gtg_shapley(players, value, rule, seed)
     return leave_one_out(players, value, rule)

@@ -15,7 +15,7 @@ import numpy as np
 
 from federation.model import ModelSpec
 from federation.privacy import check_claim, declared_mechanism_problem
-from federation.updates import InvalidUpdate, decode_update
+from federation.updates import InvalidUpdate, UpdateHeader, decode_update
 from ipfs import digest_to_cid
 
 
@@ -71,6 +71,47 @@ def validate_submission(
         return Verdict(sub.participant, False, "validation-error", detail), None
 
 
+def header_problem(header: UpdateHeader, binding: Binding, participant: str, num_samples: int, epsilon_milli: int) -> tuple[str, str] | None:
+    """(reason, detail) if the header disagrees with the chain's record of the submission, else None."""
+    checks = (
+        ("chain-mismatch", header.chain_id == binding.chain_id,
+         f"header is for chain {header.chain_id}, the ledger is on chain {binding.chain_id}"),
+        ("ledger-mismatch", header.ledger.lower() == binding.ledger.lower(),
+         f"header is for ledger {header.ledger}, not {binding.ledger}"),
+        ("sender-mismatch", header.participant.lower() == participant.lower(),
+         f"header names {header.participant}, the chain's sender is {participant}"),
+        ("round-mismatch", header.round_id == binding.round_id, f"header is for round {header.round_id}, not {binding.round_id}"),
+        ("base-mismatch", header.base_model == binding.base_digest_hex,
+         f"header's base model {header.base_model[:12]}… is not this round's base {binding.base_digest_hex[:12]}…"),
+        ("samples-mismatch", header.num_samples == num_samples,
+         f"header claims {header.num_samples} samples, the chain records {num_samples}"),
+        ("epsilon-mismatch", header.epsilon_milli == epsilon_milli,
+         f"header claims epsilon {header.epsilon_milli / 1000:g}, the chain records {epsilon_milli / 1000:g}"),
+    )  # fmt: skip
+    for reason, ok, detail in checks:
+        if not ok:
+            return reason, detail
+    return None
+
+
+def privacy_problem(header: UpdateHeader) -> tuple[str, str] | None:
+    """(reason, detail) if the header's DP claim is out of bounds or not what its mechanism costs, else None."""
+    if header.dp is not None:
+        # What an untrusted header may declare is bounded before any accountant sees it.
+        problem = declared_mechanism_problem(header.dp, header.num_samples)
+        if problem is not None:
+            return "dp-section", f"update's DP section: {problem}"
+    # The claimed epsilon must be what the declared DP mechanism costs (recomputed with the same accountant).
+    problem = check_claim(header.dp, header.epsilon_milli)
+    if problem is not None:
+        return "epsilon-inconsistent", f"update {problem}"
+    return None
+
+
+def privacy_record(header: UpdateHeader) -> dict[str, Any] | None:
+    return None if header.dp is None else {**header.dp.to_dict(), "epsilon_milli": header.epsilon_milli}
+
+
 def _validate(
     sub: SubmissionInput, binding: Binding, spec: ModelSpec, max_bytes: int
 ) -> tuple[Verdict, dict[str, np.ndarray] | None]:
@@ -81,32 +122,7 @@ def _validate(
         header, delta = decode_update(sub.data, spec, max_bytes=max_bytes)
     except InvalidUpdate as exc:
         return Verdict(sub.participant, False, exc.reason, str(exc)), None
-    checks = (
-        ("chain-mismatch", header.chain_id == binding.chain_id,
-         f"header is for chain {header.chain_id}, the ledger is on chain {binding.chain_id}"),
-        ("ledger-mismatch", header.ledger.lower() == binding.ledger.lower(),
-         f"header is for ledger {header.ledger}, not {binding.ledger}"),
-        ("sender-mismatch", header.participant.lower() == sub.participant.lower(),
-         f"header names {header.participant}, the chain's sender is {sub.participant}"),
-        ("round-mismatch", header.round_id == binding.round_id, f"header is for round {header.round_id}, not {binding.round_id}"),
-        ("base-mismatch", header.base_model == binding.base_digest_hex,
-         f"header's base model {header.base_model[:12]}… is not this round's base {binding.base_digest_hex[:12]}…"),
-        ("samples-mismatch", header.num_samples == sub.num_samples,
-         f"header claims {header.num_samples} samples, the chain records {sub.num_samples}"),
-        ("epsilon-mismatch", header.epsilon_milli == sub.epsilon_milli,
-         f"header claims epsilon {header.epsilon_milli / 1000:g}, the chain records {sub.epsilon_milli / 1000:g}"),
-    )  # fmt: skip
-    for reason, ok, detail in checks:
-        if not ok:
-            return Verdict(sub.participant, False, reason, detail), None
-    if header.dp is not None:
-        # What an untrusted header may declare is bounded before any accountant sees it.
-        problem = declared_mechanism_problem(header.dp, header.num_samples)
-        if problem is not None:
-            return Verdict(sub.participant, False, "dp-section", f"update's DP section: {problem}"), None
-    # The claimed epsilon must be what the declared DP mechanism costs (recomputed with the same accountant).
-    problem = check_claim(header.dp, header.epsilon_milli)
+    problem = header_problem(header, binding, sub.participant, sub.num_samples, sub.epsilon_milli) or privacy_problem(header)
     if problem is not None:
-        return Verdict(sub.participant, False, "epsilon-inconsistent", f"update {problem}"), None
-    privacy = None if header.dp is None else {**header.dp.to_dict(), "epsilon_milli": header.epsilon_milli}
-    return Verdict(sub.participant, True, privacy=privacy), delta
+        return Verdict(sub.participant, False, *problem), None
+    return Verdict(sub.participant, True, privacy=privacy_record(header)), delta

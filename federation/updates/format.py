@@ -81,6 +81,8 @@ def decode_update(
     if max_bytes is not None:
         limit = min(limit, max_bytes)
     header = read_header(data, max_bytes=limit)
+    if header.masked:
+        raise InvalidUpdate("masked", "a masked update (secure aggregation) only means something in the sum of its round")
     if header.spec_digest != spec.digest():
         raise InvalidUpdate(
             "spec-mismatch",

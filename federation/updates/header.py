@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     0   4  magic  b"FLUP"
     4   2  format version (3)
-    6   1  flags: bit 0 = a DP section follows the header
+    6   1  flags: bit 0 = a DP section follows the header; bit 1 = masked (secure aggregation)
     7   8  chain id of the ledger
    15  20  ledger address
    35  20  participant address
@@ -51,7 +51,8 @@ from federation.updates.errors import InvalidUpdate
 MAGIC = b"FLUP"
 FORMAT_VERSION = 3
 FLAG_DP = 0x01
-_KNOWN_FLAGS = FLAG_DP
+FLAG_MASKED = 0x02
+_KNOWN_FLAGS = FLAG_DP | FLAG_MASKED
 _HEADER = struct.Struct("<4sHBQ20s20sQ32s32sQQIBBI")
 HEADER_SIZE = _HEADER.size  # 153
 NO_LEDGER = "0x" + "00" * 20  # what a header binds when made outside any federation (simulations)
@@ -91,6 +92,7 @@ class UpdateHeader:
     dp: Mechanism | None = None  # the DP mechanism behind epsilon_milli
     chain_id: int = 0
     ledger: str = NO_LEDGER
+    masked: bool = False  # a secure-aggregation update: the payload is a masked fixed-point vector
 
     def __post_init__(self) -> None:
         for name in ("participant", "ledger"):
@@ -110,6 +112,8 @@ class UpdateHeader:
                 raise InvalidUpdate("header", f"{name} must be an integer in {low}..2^63-1, got {value!r}")
         if self.dp is not None and self.epsilon_milli == 0:
             raise InvalidUpdate("dp-section", "an update with a DP section must claim the epsilon it spent (epsilon_milli > 0)")
+        if self.masked and self.codec != CodecParams():
+            raise InvalidUpdate("codec", "a masked update carries no codec: its header must hold the default one")
 
     @property
     def format_version(self) -> int:
@@ -122,7 +126,7 @@ class UpdateHeader:
 
     def pack(self) -> bytes:
         c = self.codec
-        flags = FLAG_DP if self.dp is not None else 0
+        flags = (FLAG_DP if self.dp is not None else 0) | (FLAG_MASKED if self.masked else 0)
         return _HEADER.pack(
             MAGIC, FORMAT_VERSION, flags, self.chain_id, bytes.fromhex(self.ledger[2:]), bytes.fromhex(self.participant[2:]),
             self.round_id, bytes.fromhex(self.base_model), bytes.fromhex(self.spec_digest), self.num_samples,
@@ -162,5 +166,5 @@ def read_header(data: bytes, *, max_bytes: int | None = None) -> UpdateHeader:
     return UpdateHeader(
         participant="0x" + bytes(addr).hex(), round_id=round_id, base_model=bytes(base).hex(),
         spec_digest=bytes(spec_d).hex(), num_samples=n, epsilon_milli=eps, codec=codec, dp=dp, chain_id=chain_id,
-        ledger="0x" + bytes(ledger).hex(),
+        ledger="0x" + bytes(ledger).hex(), masked=bool(flags & FLAG_MASKED),
     )  # fmt: skip

@@ -26,8 +26,8 @@ from fedledger.cli.common import (
     federation_config,
     open_configured_store,
 )  # fmt: skip
-from fedledger.jsonable import to_jsonable as _plain
 from fedledger.config import Config
+from fedledger.jsonable import to_jsonable as _plain
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
 

@@ -38,6 +38,9 @@ def demo(
     dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Members train under DP: target epsilon per round."),
     dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5)."),
     dp_budget: float = typer.Option(None, "--dp-budget", help="Each member's total composed epsilon budget."),
+    privacy: str = typer.Option(
+        "public", "--privacy", help="public, or secure-aggregation: members' updates are masked and only their sum is revealed."
+    ),
     explore: bool = typer.Option(False, "--explore", help="After the audit, keep the chain running and serve the explorer until Ctrl-C."),
 ) -> None:
     """Run a local federation end to end: chain, store, organisations, coordinator, audit, report."""
@@ -55,7 +58,7 @@ def demo(
             participants=participants, rounds=rounds, out=out, dataset=dataset, train=train, test=test,
             ipfs_api=ipfs_api, split=split, strategy=strategy, codec=codec, round_seconds=round_seconds, seed=seed,
             dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_budget=dp_budget, strategy_params=params, attacks=tuple(attack), scoring=scoring,
-            explore=explore,
+            explore=explore, privacy=privacy,
         ),
         console,
     )  # fmt: skip

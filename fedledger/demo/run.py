@@ -62,6 +62,7 @@ class DemoOptions:
     scoring: str = "leave-one-out"
     attacks: tuple[str, ...] = ()  # planted attackers, "KIND:COUNT" (fedledger.attacks.kinds)
     explore: bool = False  # after the audit, keep the chain and serve the explorer until Ctrl-C
+    privacy: str = "public"  # or "secure-aggregation": only the sum of the members' updates is ever in the clear
 
 
 @dataclass
@@ -155,6 +156,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     if opts.participants < 1 or opts.rounds < 1:
         raise FedLedgerError("the demo needs at least one participant and one round")
     attack_specs = [AttackSpec.parse(a) for a in opts.attacks]  # bad options fail before anything starts
+    privacy = _privacy(opts, attack_specs)
     strategy_from_name(opts.strategy, **opts.strategy_params)
     out = prepare_out(opts.out)
     store_dir = out / "store"
@@ -177,7 +179,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
             coordinator=coordinator_key.address, strategy=opts.strategy, strategy_params=opts.strategy_params,
             min_updates=min_updates, seed=opts.seed, scoring=opts.scoring, normaliser=normaliser,
-            holdout_dir=holdout_dir, reveal_seconds=15, abort_grace=max(60, opts.round_seconds),
+            holdout_dir=holdout_dir, reveal_seconds=15, abort_grace=max(60, opts.round_seconds), privacy=privacy,
         )  # fmt: skip
         planted = plant([a.address for a in orgs], attack_specs, opts.seed) if attack_specs else {}
         ledger = fed.ledger
@@ -314,8 +316,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "rounds_requested": opts.rounds,
         "strategy": opts.strategy,
         "strategy_params": dict(opts.strategy_params),
-        "scoring": opts.scoring,
-        "codec": opts.codec,
+        "scoring": fed.descriptor.scoring["rule"],
+        "privacy_mode": fed.descriptor.privacy_mode,
+        "codec": opts.codec if fed.descriptor.privacy_mode == "public" else "masked fixed point (secure aggregation)",
         "ledger": ledger.address,
         "descriptor": fed.descriptor_cid,
         "deploy_gas": fed.deploy_gas,
@@ -338,6 +341,24 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     plot(out, result)
     console.print(f"report written to {out}/ (report.json, report.md, metrics.png, scores.png)")
     return result
+
+
+def _privacy(opts: DemoOptions, attacks: list) -> dict[str, Any] | None:
+    """The descriptor's privacy section for ``--privacy``; secure aggregation sized for the demo's members."""
+    from federation.secagg import SecureParams
+
+    if opts.privacy == "public":
+        return None
+    if opts.privacy != "secure-aggregation":
+        raise FedLedgerError(f"unknown privacy mode {opts.privacy!r}", hint="use public or secure-aggregation")
+    if attacks:
+        raise FedLedgerError(
+            "the planted attacks are caught by comparing updates in the clear; secure aggregation shows only their sum",
+            hint="run the attacks in public mode",
+        )
+    if opts.participants < 2:
+        raise FedLedgerError("secure aggregation needs at least two members")
+    return SecureParams.for_members(opts.participants, share_seconds=30).to_privacy()
 
 
 def _dp_args(opts: DemoOptions) -> list[str]:

@@ -25,7 +25,7 @@ from faults import FedLedgerError, deadline
 from federation.manifest import InvalidManifest, Manifest
 from fedledger.audit import AuditError, Auditor, RoundVerdict
 from fedledger.explorer.cache import VerdictCache, round_key
-from ipfs import ContentStore, StoreError, content_cid, digest_to_cid
+from ipfs import ContentStore, StoreError, digest_to_cid
 
 log = logging.getLogger(__name__)
 CLOSED = (RoundState.FINALIZED, RoundState.ABORTED)

@@ -8,7 +8,7 @@ appear without a change here; the only thing added is a one-word ``verdict`` lab
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from contracts.client import as_address

@@ -30,7 +30,15 @@ from fedledger.audit import Auditor
 from flows.synthetic import generate
 from ipfs import ContentNotFound, cid_to_digest, content_cid, digest_to_cid
 from participant.service import ParticipantService
-from tests.helpers.runtime import ROOT, Env, commit, make_env, manifest_of, run_round, trained_update
+from tests.helpers.runtime import (
+    ROOT,
+    Env,
+    commit,
+    make_env,
+    manifest_of,
+    run_round,
+    trained_update,
+)
 
 # ----------------------------------------------------------------------------- the protocol
 

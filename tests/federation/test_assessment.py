@@ -9,9 +9,9 @@ import pytest
 
 from federation.model import save_model_bytes
 from federation.rounds.assessment import AcceptedUpdate, assess_round
+from federation.rounds.defences import DefenceParams
 from federation.rounds.scoring import ScoringRule, round_seed
 from federation.rounds.strategies import FedAvg, Median
-from federation.rounds.defences import DefenceParams
 from fedledger.attacks.harness import AttackRun, run_attacks
 from fedledger.attacks.kinds import (
     AttackSpec,

@@ -49,6 +49,7 @@ class Strategy(ABC):
 
     name: str = ""
     clip_norm: float | None = None  # L2 bound on each update before the rule sees it (None: no clipping)
+    works_on_sums: bool = True  # the rule needs only the weighted sum (FedAvg, FedAvgM, FedAdam); robust rules do not
     last_flags: dict[str, Flag] = {}  # noqa: RUF012 - replaced (never mutated) by each aggregation
 
     @abstractmethod
@@ -103,6 +104,21 @@ class Strategy(ABC):
         weights, new_state = self._aggregate(base, updates, state, flags)
         self.last_flags = dict(flags)
         return Aggregate(weights, new_state, dict(flags))
+
+    def aggregate_sum(
+        self, base: Mapping[str, np.ndarray], total: dict[str, np.ndarray], weight: float, state: StrategyState | None = None
+    ) -> Aggregate:
+        """New weights and state from the weighted sum of the updates alone (secure aggregation: no update is seen).
+
+        Only rules that need nothing but Σ w_i·Δ_i and Σ w_i can do this; robust rules cannot.
+        """
+        if not self.works_on_sums:
+            raise AggregationError(f"{self.name} needs every update in the clear; secure aggregation reveals only their sum")
+        if state is None or not state:
+            state = self.initial_state(base)
+        self._check_state(base, state)
+        weights, new_state = self._apply(base, total, weight, state)
+        return Aggregate(weights, new_state, {})
 
     def _aggregate(
         self, base: Mapping[str, np.ndarray], updates: Iterable[WeightedUpdate], state: StrategyState, flags: dict[str, Flag]

@@ -48,6 +48,8 @@ def _add_flag(flags: dict[str, Flag], address: str, reason: str, detail: str) ->
 class _Robust(Strategy):
     """Shared by the rules that need all K updates in memory."""
 
+    works_on_sums = False  # each needs every update in the clear
+
     def params(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
