@@ -26,10 +26,10 @@ from federation.privacy import check_dp_delta
 from federation.rounds.scoring import ScoringRule
 from federation.rounds.strategies import strategy_from_name
 from federation.updates import CodecParams
-from flows.taxonomy import novel_names
 from fedledger.attacks.kinds import COPY, FREE_RIDE, AttackSpec, plant, submission_order
 from fedledger.attacks.member import attacked_update
 from fedledger.local_federation import LocalFederation, members_of, simulated_address
+from flows.taxonomy import novel_names
 from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.compression import ErrorFeedback
 from participant.dp_training import dp_from_options

@@ -136,3 +136,15 @@ def test_a_family_only_one_member_holds_is_learnt() -> None:
     assert classwise["web"] >= 0.4
     for family in ("dos", "probe", "bruteforce", "botnet"):  # and the shared families are not lost for it
         assert classwise[family] >= 0.8, (family, classwise)
+
+
+def test_it_needs_every_update_so_secure_aggregation_refuses_it() -> None:
+    from federation.descriptor import SUM_STRATEGIES
+    from federation.rounds.strategies import STRATEGIES
+
+    base = init_model(SPEC, 0)
+    total = {k: np.zeros(v.shape, dtype=np.float64) for k, v in base.items()}
+    with pytest.raises(AggregationError, match="secure aggregation reveals only their sum"):
+        ClasswiseFedAvg().aggregate_sum(base, total, 1.0)
+    # the descriptor's list of rules allowed under secure aggregation is exactly the rules that work on sums
+    assert set(SUM_STRATEGIES) == {name for name, cls in STRATEGIES.items() if cls.works_on_sums}

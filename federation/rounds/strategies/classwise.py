@@ -33,7 +33,13 @@ import numpy as np
 
 from federation.rounds.strategies.aggregate import base_plus, weighted_sum
 from federation.rounds.strategies.fedavg import FedAvg
-from federation.rounds.strategies.types import AggregationError, Flag, StrategyState, WeightedUpdate, Weights
+from federation.rounds.strategies.types import (
+    AggregationError,
+    Flag,
+    StrategyState,
+    WeightedUpdate,
+    Weights,
+)
 
 _LAYER = re.compile(r"^layers\.(\d+)\.(weight|bias)$")
 
@@ -58,6 +64,8 @@ class ClasswiseFedAvg(FedAvg):
     """FedAvg, with every output row divided by the weight of the members whose update moves it (see the module doc)."""
 
     name = "fedavg-classwise"
+    # Which members move a row is read from every update: the sum secure aggregation reveals is not enough.
+    works_on_sums = False
 
     def _aggregate(
         self, base: Mapping[str, np.ndarray], updates: Iterable[WeightedUpdate], state: StrategyState, flags: dict[str, Flag]
