@@ -13,8 +13,7 @@ from flows.loaders import nsl_kdd
 from flows.partition import stratified_holdout
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-NSL_REAL = Path(os.environ.get("FEDLEDGER_NSL_KDD",
-                               "/work/shared/data/nsl-kdd/KDDTrain+_20Percent.txt"))
+NSL_REAL = Path(os.environ.get("FEDLEDGER_NSL_KDD", "KDDTrain+_20Percent.txt"))  # the real file, only when given
 
 
 def test_nsl_kdd_train_and_test_files_share_schema_and_normalisation() -> None:
