@@ -72,6 +72,9 @@ class SimulationConfig:
     activation: str = "relu"
     seed: int = 0
     baselines: bool = False
+    # Personalisation (participant.personal): each member fine-tunes the final global model this
+    # many epochs on its own data; reported per member on its own distribution (0 = off).
+    personal_epochs: int = 0
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
     # Without a test file: "stratified" (a share of every class) or "novel" (whole attack names
@@ -153,6 +156,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     """Run the simulation described by ``cfg``; returns the JSON-serialisable result."""
     from flows.partition import partition
 
+    if cfg.personal_epochs < 0:
+        raise SimulationError(f"personal_epochs must be 0 or more, got {cfg.personal_epochs}")
     if cfg.participants < 1 or cfg.rounds < 1 or cfg.local_epochs < 1:
         raise SimulationError(
             f"need participants, rounds and local epochs >= 1; got {cfg.participants}, {cfg.rounds}, {cfg.local_epochs}"
@@ -273,7 +278,28 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         }
     if cfg.baselines:
         result["baselines"] = _baselines(cfg, spec, train, test, orgs, notify)
+    if cfg.personal_epochs:
+        result["personal"] = _personal(cfg, spec, fed.weights, test, orgs, result.get("baselines"))
     return result
+
+
+def _personal(cfg: SimulationConfig, spec: ModelSpec, weights: Any, test: Any, orgs: list[tuple[str, Any]],
+              baselines: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per member, on its own distribution: the global model, its personal (fine-tuned) model, its local-only model."""
+    from participant.personal import own_distribution, personalise
+
+    local = {x["address"]: x for x in (baselines or {}).get("local_only", [])}
+    out = []
+    for j, (address, data) in sorted(enumerate(orgs), key=lambda o: o[1][0].lower()):
+        own = own_distribution(test, data)
+        # Ordinary softmax: the personal model is for the member's own traffic and may learn what it never sees there.
+        mine, how = personalise(spec, weights, data, epochs=cfg.personal_epochs, seed=cfg.seed + 101 + j, batch_size=cfg.batch_size,
+                         lr=cfg.lr, class_weights=cfg.class_weights, optimizer=cfg.optimizer,
+                         absent_class_scale=1.0, logit_calibration=cfg.logit_calibration)  # fmt: skip
+        out.append({"address": address, "own_test_rows": len(own), "choice": how, "global": evaluate(weights, spec, own),
+                    "personalised": evaluate(mine, spec, own), "personalised_on_whole_test": evaluate(mine, spec, test),
+                    **({"local_only": local[address]["own"]} if address in local else {})})  # fmt: skip
+    return out
 
 
 def _baselines(cfg: SimulationConfig, spec: ModelSpec, train: Any, test: Any, orgs: list[tuple[str, Any]], notify: Progress) -> dict[str, Any]:
@@ -289,4 +315,8 @@ def _baselines(cfg: SimulationConfig, spec: ModelSpec, train: Any, test: Any, or
         notify("baseline", j + 1, len(orgs) + 1)
         local = train_local(spec, init, data, seed=cfg.seed + 11 + j, **common)  # type: ignore[arg-type]
         out["local_only"].append({"address": address, "metrics": evaluate(local.weights, spec, test)})
+        if cfg.personal_epochs:
+            from participant.personal import own_distribution
+
+            out["local_only"][-1]["own"] = evaluate(local.weights, spec, own_distribution(test, data))
     return out

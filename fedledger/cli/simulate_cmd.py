@@ -71,6 +71,9 @@ def simulate(
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes, comma-separated."),
     activation: str = typer.Option("relu", "--activation", help="Hidden activation: relu or tanh."),
     seed: int = typer.Option(0, "--seed"),
+    personal_epochs: int = typer.Option(
+        0, "--personal-epochs", help="Each member fine-tunes the final global model this many epochs; per-member report (0 = off)."
+    ),
     baselines: bool = typer.Option(False, "--baselines", help="Also train centralised and local-only baselines."),
     records: int = typer.Option(20_000, "--records", help="Synthetic data set size (training part)."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count malformed rows instead of failing."),
@@ -120,7 +123,7 @@ def simulate(
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
         strategy=strategy, strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
-        logit_calibration=logit_calibration, activation=activation,
+        logit_calibration=logit_calibration, activation=activation, personal_epochs=personal_epochs,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error", holdout=holdout,
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
