@@ -47,6 +47,9 @@ class TrainingSettings:
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
     logit_calibration: float = 0.0  # FedLC's tau (0 = off)
+    # Personalisation (participant.personal): fine-tune every global model this many epochs on the
+    # local data and keep it in the state directory; it never enters an update (0 = off).
+    personal_epochs: int = 0
 
 
 @dataclass(frozen=True)
