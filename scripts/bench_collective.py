@@ -18,7 +18,7 @@ trains in total, and prints:
    recall of the federated model and of that organisation's local-only model.
 
 Usage: .venv/bin/python scripts/bench_collective.py --train FILE [--rounds 20] [--seed 0] [--local-epochs E]
-           [--holdouts stratified,novel] [--json OUT]
+           [--holdouts stratified,novel] [--personal-epochs E] [--json OUT]
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--splits", default="families,dirichlet:0.5")
     ap.add_argument("--holdouts", default="stratified,novel", help="test sets cut from --train: stratified, novel or both")
     ap.add_argument("--strategy", default=SimulationConfig.strategy, help="aggregation rule (default: simulate's)")
+    ap.add_argument("--personal-epochs", type=int, default=0,
+                    help="also fine-tune a personal model per member (this many epochs) and report it on the member's own distribution")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not args.train.exists():
@@ -71,7 +73,7 @@ def main() -> int:
         cfg = SimulationConfig(
             dataset="nsl-kdd", train=str(args.train), participants=args.participants, split=split,
             rounds=args.rounds, local_epochs=epochs, seed=args.seed, baselines=True, holdout=holdout,
-            strategy=args.strategy,
+            strategy=args.strategy, personal_epochs=args.personal_epochs,
         )  # fmt: skip
         started = time.perf_counter()
         key = f"{split} {holdout}"
@@ -132,6 +134,17 @@ def main() -> int:
             continue
         print(_table(rows))
         print(f"\nevery unseen family >= 0.8 recall: {'yes' if met_all else 'NO'}\n")
+    for key, r in results.items():
+        if "personal" not in r:
+            continue
+        print(f"personalised vs global vs local-only, each on the member's own distribution (test rows of its classes), {key}:")
+        prow = [("organisation", "own test rows", "global", "personalised", "kept", "local-only", "personalised >= global")]
+        for p in r["personal"]:
+            g, pm = p["global"]["macro_f1"], p["personalised"]["macro_f1"]
+            prow.append((p["address"][:10] + "…", str(p["own_test_rows"]), f"{g:.3f}", f"{pm:.3f}", p["choice"]["chosen"],
+                         f"{p['local_only']['macro_f1']:.3f}", "yes" if pm >= g else "NO"))  # fmt: skip
+        print(_table(prow))
+        print()
     epochs = {k.split(" ")[0]: r["config"]["local_epochs"] for k, r in results.items()}
     print(f"(rounds {args.rounds}, local epochs per round {epochs}, baselines trained rounds x local epochs; "
           f"{args.participants} organisations, seed {args.seed}; 2-core machine shared with other jobs)")
