@@ -50,6 +50,7 @@ from participant.budget import PrivacyAccount  # noqa: E402
 from participant.dp_training import DPConfig, public_class_weight, train_local_dp  # noqa: E402
 from participant.training import train_local  # noqa: E402
 
+
 def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip, batch, lr, optimizer="adam",
         dp_lr=None) -> dict:
     parts = partition(train.labels, n_orgs, "iid", seed, classes=train.classes)
