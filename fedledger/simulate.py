@@ -36,6 +36,7 @@ from fedledger.local_federation import (
     simulated_account,
     simulated_address,
 )
+from flows.taxonomy import novel_names
 from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.compression import ErrorFeedback
 from participant.dp_training import dp_from_options
@@ -61,20 +62,31 @@ class SimulationConfig:
     rounds: int = 10
     codec: str = "none"
     error_feedback: bool = True
-    strategy: str = "fedavg"
+    # The defaults are the best recipe measured on the novel-attack hold-out (docs/learning.md):
+    # class-wise FedAvg with the sample cap at the mean party size (set when strategy_params
+    # has none), FedRS scale 0, sqrt class weights, FedLC tau 0.5.
+    strategy: str = "fedavg-classwise"
     strategy_params: dict[str, Any] = field(default_factory=dict)
     local_epochs: int = 1
     batch_size: int = 256
     lr: float = 5e-3
     mu: float = 0.0
-    class_weights: str | None = "balanced"
+    class_weights: str | None = "sqrt"
     optimizer: str = "adam"
-    absent_class_scale: float = 1.0
+    absent_class_scale: float = 0.0
+    logit_calibration: float = 0.5
     hidden: tuple[int, ...] = (64, 32)
+    activation: str = "relu"
     seed: int = 0
     baselines: bool = False
+    # Personalisation (participant.personal): each member fine-tunes the final global model this
+    # many epochs on its own data; reported per member on its own distribution (0 = off).
+    personal_epochs: int = 0
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
+    # Without a test file: "stratified" (a share of every class) or "novel" (whole attack names
+    # kept out of training, flows.taxonomy.NOVEL_HOLDOUT, plus a share of the other names).
+    holdout: str = "stratified"
     on_bad_row: str = "error"
     # Record-level DP (participant.dp_training): target epsilon per round, delta, each member's composed budget.
     dp_epsilon: float | None = None
@@ -92,22 +104,56 @@ class SimulationConfig:
 participant_address = simulated_address  # the name benchmarks use
 
 
-def _load(cfg: SimulationConfig) -> tuple[Any, Any]:
+def _load(cfg: SimulationConfig) -> tuple[Any, Any, np.ndarray | None]:
+    """(train, test, novel): ``novel`` marks the test rows of attack names kept out of training (novel hold-out)."""
     if cfg.dataset == "synthetic" and cfg.train is None:
         from flows.synthetic import generate
 
+        if cfg.holdout != "stratified":
+            raise SimulationError("the synthetic data set names each family once: it has no novel-attack hold-out",
+                                  hint="use --holdout stratified, or an NSL-KDD, UNSW-NB15 or CICIDS2017 file")  # fmt: skip
         # Independent draws from the same generator: the test set is unseen traffic.
         n_test = max(1, int(round(cfg.synthetic_records * cfg.test_fraction)))
-        return generate(cfg.synthetic_records, cfg.seed), generate(n_test, cfg.seed + 1_000_003)
-    from flows import load_dataset
-    return load_dataset(
+        return generate(cfg.synthetic_records, cfg.seed), generate(n_test, cfg.seed + 1_000_003), None
+    from flows import load_split
+    split = load_split(
         cfg.dataset,
         Path(cfg.train) if cfg.train else None,
         Path(cfg.test) if cfg.test else None,
         seed=cfg.seed,
         test_fraction=cfg.test_fraction,
         on_bad_row=cfg.on_bad_row,  # type: ignore[arg-type]
+        holdout=cfg.holdout,  # type: ignore[arg-type]
     )
+    return split.train, split.test, split.test_novel
+
+
+def novel_report(weights: Any, spec: ModelSpec, test: Any, novel: np.ndarray) -> dict[str, Any]:
+    """Beside the whole test set's metrics: the known names' part (a stratified hold-out of what the
+    federation trained on) and, on the novel names' rows alone, how many are flagged as attacks and
+    how many get their family right."""
+    from federation.metrics import predict
+    from federation.model.network import model_from_weights
+
+    pred = predict(model_from_weights(spec, weights), test.features)
+    known = evaluate(weights, spec, test.subset(np.flatnonzero(~novel)))
+    y, p = test.labels[novel], pred[novel]
+    family = {spec.classes[c]: float(np.mean(p[y == c] == c)) for c in np.unique(y)}
+    return {"known": known, "rows": int(novel.sum()), "detection_rate": float(np.mean(p != 0)) if y.size else 0.0,
+            "family_recall": family}  # fmt: skip
+
+
+def with_mean_cap(strategy: str, params: dict[str, Any], records: int, participants: int) -> dict[str, Any]:
+    """``params`` with ``sample_cap`` at the mean party size when the rule takes a cap and none is given,
+    so a member holding most of one family's traffic does not outweigh the others (docs/learning.md)."""
+    import inspect
+
+    from federation.rounds.strategies import STRATEGIES
+
+    cls = STRATEGIES.get(strategy.lower())
+    if cls is None or "sample_cap" in params or "sample_cap" not in inspect.signature(cls).parameters:
+        return dict(params)
+    return {**params, "sample_cap": max(1, -(-records // participants))}
 
 
 def _families(data: Any) -> list[str]:
@@ -119,6 +165,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     """Run the simulation described by ``cfg``; returns the JSON-serialisable result."""
     from flows.partition import partition
 
+    if cfg.personal_epochs < 0:
+        raise SimulationError(f"personal_epochs must be 0 or more, got {cfg.personal_epochs}")
     if cfg.participants < 1 or cfg.rounds < 1 or cfg.local_epochs < 1:
         raise SimulationError(
             f"need participants, rounds and local epochs >= 1; got {cfg.participants}, {cfg.rounds}, {cfg.local_epochs}"
@@ -128,8 +176,10 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     attack_specs = [AttackSpec.parse(a) for a in cfg.attacks]
     rule = ScoringRule(cfg.scoring) if cfg.scoring in ("leave-one-out", "gtg-shapley") else ScoringRule.from_dict({"rule": cfg.scoring})
     notify = progress or (lambda *_: None)
-    train, test = _load(cfg)
-    spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden))
+    train, test, novel = _load(cfg)
+    params = with_mean_cap(cfg.strategy, cfg.strategy_params, len(train), cfg.participants)
+    strategy = strategy_from_name(cfg.strategy, **params)
+    spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden), activation=cfg.activation)
     parts = partition(train.labels, cfg.participants, cfg.split, cfg.seed, classes=train.classes)
     orgs = sorted(
         ((participant_address(i, cfg.seed), train.subset(idx)) for i, idx in enumerate(parts)), key=lambda o: o[0].lower()
@@ -143,6 +193,9 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             raise SimulationError("planted attacks are caught by comparing updates; secure aggregation shows only their sum")
         accounts_ = [simulated_account(i, cfg.seed) for i in range(len(parts))]
         orgs = sorted(((a.address, train.subset(idx)) for a, idx in zip(accounts_, parts, strict=True)), key=lambda o: o[0].lower())
+        if not strategy.works_on_sums:
+            raise SimulationError(f"strategy {cfg.strategy!r} needs every update; secure aggregation reveals only their sum",
+                                  hint="use --strategy fedavg, fedavgm or fedadam")  # fmt: skip
         cohort = SecureCohort(accounts_, SecureParams.for_members(len(orgs)))
         rule = ScoringRule.from_dict({"rule": "sample-share"})
     elif cfg.privacy != "public":
@@ -153,7 +206,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     orgs = [(a, by_address[a]) for a in submission_order([a for a, _ in orgs], planted)]
     # The test set stands in for the federation's public validation set: scores are computed on it.
     fed = LocalFederation.create(
-        spec=spec, validation=test, strategy=cfg.strategy, strategy_params=cfg.strategy_params, scoring=rule, seed=cfg.seed,
+        spec=spec, validation=test, strategy=cfg.strategy, strategy_params=params, scoring=rule, seed=cfg.seed,
         privacy=cohort.params.to_privacy() if cohort is not None else None,
     )
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
@@ -162,6 +215,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     settings = TrainingSettings(
         epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, mu=cfg.mu, absent_class_scale=cfg.absent_class_scale,
         codec=codec, dp=dp, class_weights=cfg.class_weights, optimizer=cfg.optimizer, error_feedback=cfg.error_feedback,
+        logit_calibration=cfg.logit_calibration,
     )  # fmt: skip
     accounts = {}
     if dp is not None:
@@ -174,7 +228,9 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
                   "dense_float32_bytes": 4 * spec.num_parameters()},
         "strategy": {"name": strategy.name, "params": strategy.params()},
         "codec": codec.to_dict(),
-        "data": {"train": len(train), "test": len(test), "classes": list(train.classes), "test_support": test.class_counts().tolist()},
+        "data": {"train": len(train), "test": len(test), "classes": list(train.classes), "test_support": test.class_counts().tolist(),
+                 "holdout": cfg.holdout if cfg.test is None else "test-file",
+                 **({"novel_names": novel_names(cfg.dataset), "novel_test_rows": int(novel.sum())} if novel is not None else {})},
         "participants": [
             {"address": a, "samples": len(d), "class_counts": d.class_counts().tolist(), "families_seen": _families(d),
              "attack": planted.get(a)}
@@ -247,6 +303,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
             "seconds": round(time.perf_counter() - started, 3),
             "participants": members,
             "scoring": scoring,
+            **({"novel": novel_report(fed.weights, spec, test, novel)} if novel is not None else {}),
             **({"privacy": privacy, "refused": refused} if dp is not None else {}),
         })  # fmt: skip
     result["final"] = result["rounds"][-1]["metrics"]
@@ -258,14 +315,36 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         }
     if cfg.baselines:
         result["baselines"] = _baselines(cfg, spec, train, test, orgs, notify)
+    if cfg.personal_epochs:
+        result["personal"] = _personal(cfg, spec, fed.weights, test, orgs, result.get("baselines"))
     return result
+
+
+def _personal(cfg: SimulationConfig, spec: ModelSpec, weights: Any, test: Any, orgs: list[tuple[str, Any]],
+              baselines: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per member, on its own distribution: the global model, its personal (fine-tuned) model, its local-only model."""
+    from participant.personal import own_distribution, personalise
+
+    local = {x["address"]: x for x in (baselines or {}).get("local_only", [])}
+    out = []
+    for j, (address, data) in sorted(enumerate(orgs), key=lambda o: o[1][0].lower()):
+        own = own_distribution(test, data)
+        # Ordinary softmax: the personal model is for the member's own traffic and may learn what it never sees there.
+        mine, how = personalise(spec, weights, data, epochs=cfg.personal_epochs, seed=cfg.seed + 101 + j, batch_size=cfg.batch_size,
+                         lr=cfg.lr, class_weights=cfg.class_weights, optimizer=cfg.optimizer,
+                         absent_class_scale=1.0, logit_calibration=cfg.logit_calibration)  # fmt: skip
+        out.append({"address": address, "own_test_rows": len(own), "choice": how, "global": evaluate(weights, spec, own),
+                    "personalised": evaluate(mine, spec, own), "personalised_on_whole_test": evaluate(mine, spec, test),
+                    **({"local_only": local[address]["own"]} if address in local else {})})  # fmt: skip
+    return out
 
 
 def _baselines(cfg: SimulationConfig, spec: ModelSpec, train: Any, test: Any, orgs: list[tuple[str, Any]], notify: Progress) -> dict[str, Any]:
     """Centralised (pooled data) and local-only models, trained for as many epochs as one party sees federated."""
     epochs = cfg.rounds * cfg.local_epochs
     init = init_model(spec, cfg.seed)
-    common = dict(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, class_weights=cfg.class_weights, optimizer=cfg.optimizer)
+    common = dict(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, class_weights=cfg.class_weights, optimizer=cfg.optimizer,
+                  logit_calibration=cfg.logit_calibration)
     notify("baseline", 0, len(orgs) + 1)
     central = train_local(spec, init, train, seed=cfg.seed + 7, **common)  # type: ignore[arg-type]
     out: dict[str, Any] = {"epochs": epochs, "centralised": evaluate(central.weights, spec, test), "local_only": []}
@@ -273,4 +352,8 @@ def _baselines(cfg: SimulationConfig, spec: ModelSpec, train: Any, test: Any, or
         notify("baseline", j + 1, len(orgs) + 1)
         local = train_local(spec, init, data, seed=cfg.seed + 11 + j, **common)  # type: ignore[arg-type]
         out["local_only"].append({"address": address, "metrics": evaluate(local.weights, spec, test)})
+        if cfg.personal_epochs:
+            from participant.personal import own_distribution
+
+            out["local_only"][-1]["own"] = evaluate(local.weights, spec, own_distribution(test, data))
     return out

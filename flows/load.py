@@ -14,8 +14,9 @@ from flows.dataset import FlowDataset
 from flows.errors import DataError
 from flows.loaders import READERS
 from flows.loaders.rows import BadRowPolicy, LabelPolicy, LoadReport, subset_raw
-from flows.partition import stratified_holdout
+from flows.partition import novel_attack_holdout, stratified_holdout
 from flows.schema import FeatureSchema, LocalStats, Normaliser, RawFlows
+from flows.taxonomy import is_novel, label_key, novel_names
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,10 @@ DATASETS = ("synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 DEFAULT_SYNTHETIC_RECORDS = 20_000
 
 Normalisation = Literal["federated", "none"]
+#: How a test set is cut from a training file: a stratified share of every class, or the
+#: novel-attack hold-out (``flows.taxonomy.NOVEL_HOLDOUT``: whole attack names kept out of training).
+Holdout = Literal["stratified", "novel"]
+HOLDOUTS: tuple[str, ...] = ("stratified", "novel")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class LoadedSplit:
     normaliser: Normaliser
     train_report: LoadReport
     test_report: LoadReport
+    # With the novel-attack hold-out: True for the test rows whose attack name was kept out of training.
+    test_novel: np.ndarray | None = None
 
 
 def schema_for(name: str, *, unknown_labels: LabelPolicy = "error") -> FeatureSchema:
@@ -75,6 +82,7 @@ def load_split(
     synthetic_records: int = DEFAULT_SYNTHETIC_RECORDS,
     max_rows: int | None = None,
     normaliser: Normaliser | None = None,
+    holdout: Holdout = "stratified",
 ) -> LoadedSplit:
     """Like :func:`load_dataset`, also returning schema, normaliser and load reports.
 
@@ -84,9 +92,23 @@ def load_split(
     parties the training set is split among; test rows never influence it.
     A party loading only its own rows must pass the federation's ``normaliser``
     (built from everyone's merged statistics) instead.
+
+    ``holdout="novel"`` cuts the test set from ``train`` by
+    :func:`flows.partition.novel_attack_holdout`: every row of the attack names
+    ``flows.taxonomy.NOVEL_HOLDOUT`` lists for the data set, plus a stratified
+    ``test_fraction`` of every other name; ``test_novel`` then marks the novel rows.
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}", hint=f"known: {', '.join(DATASETS)}")
+    if holdout not in HOLDOUTS:
+        raise DataError(f"unknown hold-out {holdout!r}", hint=f"use one of {', '.join(HOLDOUTS)}")
+    if holdout == "novel":
+        novel_names(name)  # a data set without one fails here, before any file is read
+        if test is not None:
+            raise DataError("the novel-attack hold-out is cut from the training file; it takes no test file",
+                            hint="drop --test, or use the stratified hold-out with a test file")
+        if test_fraction <= 0.0:
+            raise DataError("the novel-attack hold-out needs test_fraction > 0")
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction!r}",
                         hint="0 keeps every row for training (no hold-out)")
@@ -106,9 +128,13 @@ def load_split(
         raw_tr, tr_rep = read_raw(name, train, on_bad_row=on_bad_row,
                                   unknown_labels=unknown_labels, max_rows=max_rows)
         if test is None:
-            raw_tr, raw_te = _holdout(raw_tr, schema, test_fraction, seed)
-            te_rep = LoadReport(files=[f"<{test_fraction:g} stratified hold-out of train>"],
-                                rows=len(raw_te))
+            if holdout == "novel":
+                raw_tr, raw_te = _novel_holdout(raw_tr, name, test_fraction, seed)
+                what = f"novel-attack hold-out of train (+{test_fraction:g} of the known names)"
+            else:
+                raw_tr, raw_te = _holdout(raw_tr, schema, test_fraction, seed)
+                what = f"{test_fraction:g} stratified hold-out of train"
+            te_rep = LoadReport(files=[f"<{what}>"], rows=len(raw_te))
             tr_rep = LoadReport(tr_rep.files, len(raw_tr), tr_rep.skipped, tr_rep.blank,
                                 tr_rep.reasons, tr_rep.unknown_labels)
         else:
@@ -131,7 +157,8 @@ def load_split(
     for what, rep in (("train", tr_rep), ("test", te_rep)):
         if rep.skipped or rep.unknown_labels:
             log.warning("%s %s: %s", name, what, rep.summary())
-    return LoadedSplit(train_ds, test_ds, schema, normaliser, tr_rep, te_rep)
+    novel = is_novel(raw_te.source_labels, name) if holdout == "novel" else None
+    return LoadedSplit(train_ds, test_ds, schema, normaliser, tr_rep, te_rep, novel)
 
 
 def load_dataset(
@@ -146,6 +173,7 @@ def load_dataset(
     synthetic_records: int = DEFAULT_SYNTHETIC_RECORDS,
     max_rows: int | None = None,
     normaliser: Normaliser | None = None,
+    holdout: Holdout = "stratified",
 ) -> tuple[FlowDataset, FlowDataset]:
     """Encoded ``(train, test)`` of data set ``name`` (synthetic, nsl-kdd, unsw-nb15,
     cicids2017). Without ``test``, a stratified ``test_fraction`` of ``train`` is held
@@ -155,7 +183,7 @@ def load_dataset(
     s = load_split(name, train, test, seed=seed, test_fraction=test_fraction,
                    on_bad_row=on_bad_row, unknown_labels=unknown_labels,
                    synthetic_records=synthetic_records, max_rows=max_rows,
-                   normaliser=normaliser)
+                   normaliser=normaliser, holdout=holdout)
     return s.train, s.test
 
 
@@ -179,6 +207,14 @@ def _holdout(raw: RawFlows, schema: FeatureSchema, fraction: float,
         return raw, subset_raw(raw, np.empty(0, dtype=np.int64))
     labels = schema.label_indices(raw.families)
     tr, te = stratified_holdout(labels, fraction, seed)
+    return subset_raw(raw, tr), subset_raw(raw, te)
+
+
+def _novel_holdout(raw: RawFlows, source: str, fraction: float, seed: int) -> tuple[RawFlows, RawFlows]:
+    keys = [label_key(str(n)) for n in raw.source_labels]
+    codes = {k: i for i, k in enumerate(sorted(set(keys)))}  # one stratum per attack name
+    strata = np.fromiter((codes[k] for k in keys), dtype=np.int64, count=len(keys))
+    tr, te = novel_attack_holdout(strata, is_novel(raw.source_labels, source), fraction, seed)
     return subset_raw(raw, tr), subset_raw(raw, te)
 
 

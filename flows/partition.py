@@ -176,3 +176,23 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
         keep.append(rows[k:])
     cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)  # noqa: E731
     return cat(keep), cat(held)
+
+
+def novel_attack_holdout(
+    strata: np.ndarray, novel: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(keep, held_out)`` indices for the novel-attack hold-out.
+
+    Every row flagged ``novel`` (an attack name kept out of training) is held out, and
+    so is a stratified ``fraction`` of the other rows, stratum by stratum (``strata``:
+    an integer per row, one per attack name, so every known name is tested in
+    proportion too). The test set is thus what an official test file is: known attacks
+    in their usual mix, plus attacks of known families under names never trained on.
+    """
+    codes = np.asarray(strata, dtype=np.int64)
+    mask = np.asarray(novel, dtype=bool)
+    if codes.shape != mask.shape or codes.ndim != 1:
+        raise PartitionError(f"strata {codes.shape} and novel mask {mask.shape} must be equal-length vectors")
+    known = np.flatnonzero(~mask)
+    keep, held = stratified_holdout(codes[known], fraction, seed)
+    return known[keep], np.sort(np.concatenate([known[held], np.flatnonzero(mask)]))

@@ -21,6 +21,7 @@ and the error-feedback residual moves on only once the submission is on chain.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -258,6 +259,28 @@ class ParticipantService:
             feedback=self._error_feedback(), privacy=self.privacy, progress=self._on_progress,
         )  # fmt: skip
 
+    @property
+    def personal_model_path(self) -> Path:
+        """Where this member's personal model is kept (canonical model bytes; never submitted or stored)."""
+        return self.fed_dir / "personal-model.bin"
+
+    def personalise(self, base_round: int, base_cid: str, base_weights: dict) -> dict:
+        """Fine-tune the global model of ``base_round`` on the local data into this member's personal model (kept on disk)."""
+        from federation.model import save_model_bytes
+        from participant.personal import personalise
+
+        s = self.settings
+        weights, how = personalise(
+            self.descriptor.spec, base_weights, self.data, epochs=s.personal_epochs, seed=self.round_seed(base_round + 1),
+            batch_size=s.batch_size, lr=s.lr, class_weights=s.class_weights, optimizer=s.optimizer,
+            absent_class_scale=1.0, logit_calibration=s.logit_calibration,
+        )  # fmt: skip
+        info = {"global_round": base_round, "global_cid": base_cid, **how}
+        write_private(self.personal_model_path, save_model_bytes(self.descriptor.spec, weights))
+        write_private(self.personal_model_path.with_suffix(".json"), json.dumps(info, sort_keys=True).encode())
+        self._on_event("personalised", info)
+        return info
+
     def _take_part(self, round_id: int, base_digest: bytes, base_round: int, deadline: int) -> Submitted | None:
         spec = self.descriptor.spec
         verify_seconds = self.verify(base_round, base_digest) if self.verify_base else 0.0
@@ -290,6 +313,8 @@ class ParticipantService:
                     "earlier round (`fedledger admin rebase`)",
                 ) from None
             t_train = time.perf_counter() - t1
+            if self.settings.personal_epochs:
+                self.personalise(base_round, base_cid, base_weights)
             blob = made.blob
             # Kept before anything is submitted: a restart submits these bytes, never new ones.
             write_private(self._pending_path(round_id, "update"), blob)

@@ -83,6 +83,7 @@ def train_local(
     class_weights: Literal["balanced", "sqrt"] | np.ndarray | None = "balanced",
     optimizer: Literal["adam", "sgd"] = "adam",
     absent_class_scale: float = 1.0,
+    logit_calibration: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> LocalResult:
     """Train from ``base_weights`` on ``data`` (a ``FlowDataset``); return the delta and local metrics.
@@ -92,6 +93,12 @@ def train_local(
     the logits of classes this party has no examples of are scaled by it during
     local training, so a party that never sees an attack family does not teach
     the shared model to rule that family out (1 = ordinary softmax).
+    ``logit_calibration`` > 0 is FedLC's logit calibration (Zhang, Li, Li, Zhao, Zhuang
+    and Yan, "Federated Learning with Label Distribution Skew via Logits Calibration",
+    ICML 2022): during local training the logit of every class the party holds is lowered
+    by ``tau · n_c^(-1/4)`` (``n_c`` its local count), a margin that is larger the rarer the
+    class, so the model must score rare classes higher to fit them; the model itself is
+    unchanged (0 = off).
     ``progress(step, total_steps)`` is called after each optimiser step.
     """
     n = len(data.labels)
@@ -103,10 +110,10 @@ def train_local(
             f"(width {spec.input_dim}, classes {spec.classes})",
             hint="encode the data with the federation's feature schema",
         )
-    if epochs < 1 or batch_size < 1 or not lr > 0 or mu < 0 or not 0 <= absent_class_scale <= 1:
+    if epochs < 1 or batch_size < 1 or not lr > 0 or mu < 0 or not 0 <= absent_class_scale <= 1 or not 0 <= logit_calibration <= 100:
         raise TrainingError(
-            "need epochs >= 1, batch_size >= 1, lr > 0, mu >= 0, 0 <= absent_class_scale <= 1; "
-            f"got {epochs}, {batch_size}, {lr}, {mu}, {absent_class_scale}"
+            "need epochs >= 1, batch_size >= 1, lr > 0, mu >= 0, 0 <= absent_class_scale <= 1, 0 <= logit_calibration <= 100; "
+            f"got {epochs}, {batch_size}, {lr}, {mu}, {absent_class_scale}, {logit_calibration}"
         )
     x_all = torch.from_numpy(np.ascontiguousarray(data.features, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
@@ -123,9 +130,13 @@ def train_local(
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         else:
             raise TrainingError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        present = np.bincount(data.labels, minlength=len(spec.classes)) > 0
+        counts = np.bincount(data.labels, minlength=len(spec.classes))
+        present = counts > 0
         logit_scale = torch.from_numpy(np.where(present, 1.0, absent_class_scale).astype(np.float32))
         restrict = absent_class_scale != 1.0 and not present.all()
+        margin = np.zeros(len(spec.classes), dtype=np.float64)
+        margin[present] = logit_calibration * counts[present].astype(np.float64) ** -0.25
+        calibration = torch.from_numpy((-margin).astype(np.float32)) if logit_calibration > 0 else None
         gen = torch.Generator().manual_seed(seed)
         steps_per_epoch = -(-n // batch_size)
         total, step = epochs * steps_per_epoch, 0
@@ -138,7 +149,11 @@ def train_local(
                 xb, yb = x_all[idx], y_all[idx]
                 opt.zero_grad(set_to_none=True)
                 logits = model(xb)
-                loss = loss_fn(logits * logit_scale if restrict else logits, yb)
+                if restrict:
+                    logits = logits * logit_scale
+                if calibration is not None:
+                    logits = logits + calibration
+                loss = loss_fn(logits, yb)
                 if mu > 0:
                     prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors))
                     loss = loss + (mu / 2.0) * prox

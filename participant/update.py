@@ -46,6 +46,10 @@ class TrainingSettings:
     noise_seed: int | None = None
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
+    logit_calibration: float = 0.0  # FedLC's tau (0 = off)
+    # Personalisation (participant.personal): fine-tune every global model this many epochs on the
+    # local data and keep it in the state directory; it never enters an update (0 = off).
+    personal_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def train_round(
         local = train_local(
             spec, base_weights, data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, mu=s.mu, seed=task.seed,
             class_weights=s.class_weights, optimizer=s.optimizer, absent_class_scale=s.absent_class_scale,  # type: ignore[arg-type]
-            progress=progress,
+            logit_calibration=s.logit_calibration, progress=progress,
         )  # fmt: skip
         return Trained(local.delta, local.num_samples, dict(local.metrics))
     # Budget and settings are checked before any training: a refused round leaves nothing behind.

@@ -22,7 +22,7 @@ Time is the participants' local training time summed over all rounds.
 Targets: at epsilon 8, macro-F1 within 3 points of no DP; at
 epsilon 1, report the cost.
 
-Usage: .venv/bin/python scripts/bench_dp.py --train PATH/TO/KDDTrain+_20Percent.txt [--rounds 10] [--seeds 0] [--epsilons 1,2,4,8]
+Usage: .venv/bin/python scripts/bench_dp.py --train FILE [--rounds 10] [--seeds 0] [--epsilons 1,2,4,8]
            [--clip 1.0] [--json OUT]
 """
 
@@ -97,7 +97,7 @@ def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=Path, required=True, help="NSL-KDD training file (KDDTrain+_20Percent.txt)")
+    ap.add_argument("--train", type=Path, required=True, help="an NSL-KDD training file, e.g. KDDTrain+_20Percent.txt")
     ap.add_argument("--participants", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seeds", default="0")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from faults import FedLedgerError
 from fedledger.cli.common import (
     ApiOpt,
     ChainIdOpt,
@@ -58,6 +59,10 @@ def participant_run(
     absent_class_scale: float = typer.Option(
         None, "--absent-class-scale", help="FedRS: scale of the outputs of classes never seen locally (1 = off)."
     ),
+    personal_epochs: int = typer.Option(
+        0, "--personal-epochs", help="Keep a personal model: every global model fine-tuned this many epochs on the local data "
+        "(STATE_DIR/<chain>-<ledger>/personal-model.bin; never submitted). 0 = off."
+    ),
     codec: str = typer.Option("int8:256", "--codec", help="Update codec, e.g. none, int8:256, topk:0.05+int8:256."),
     dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Train under differential privacy: target epsilon per round."),
     dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5; must be below 1/local records)."),
@@ -88,6 +93,8 @@ def participant_run(
     from participant.dp_training import dp_from_options
     from participant.update import TrainingSettings
 
+    if personal_epochs < 0:
+        raise FedLedgerError(f"--personal-epochs must be 0 or more, got {personal_epochs}")
     dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip, level=dp_level, accountant=dp_accountant)
     cfg = chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(
@@ -104,7 +111,8 @@ def participant_run(
     with operations as ops_event, _progress(enabled=not events) as (on_event, on_progress):
         service = participant_service()(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir, descriptor_cid=cfg.federation.descriptor,
-            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp),
+            settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp,
+                                      personal_epochs=personal_epochs),
             poll_seconds=cfg.federation.poll_seconds, on_event=fan_out(ops_event, event_printer(events) if events else on_event),
             on_progress=on_progress,
         )  # fmt: skip

@@ -39,13 +39,21 @@ def _parse_strategy_params(items: list[str]) -> dict[str, float | int | None]:
 def simulate(
     dataset: str = typer.Option("synthetic", "--dataset", help=f"One of: {', '.join(DATASETS)}."),
     train: Path | None = typer.Option(None, "--train", help="Training file (or directory) for a real data set."),
-    test: Path | None = typer.Option(None, "--test", help="Test file; without it a stratified part of --train is held out."),
+    test: Path | None = typer.Option(None, "--test", help="Test file; without it a part of --train is held out (--holdout)."),
+    holdout: str = typer.Option(
+        "stratified", "--holdout", help="Without --test: stratified (a share of every class) or novel (whole attack names "
+        "kept out of training, plus a share of the others; docs/learning.md lists them)."
+    ),
     participants: int = typer.Option(5, "--participants", "-n", help="Number of organisations."),
     split: str = typer.Option("iid", "--split", help="iid | dirichlet:ALPHA | families"),
     rounds: int = typer.Option(10, "--rounds", "-r", help="Federated rounds."),
     codec: str = typer.Option("none", "--codec", help="none | int8[:BLOCK] | topk:FRAC+int8[:BLOCK] (+zstd:LEVEL)"),
     no_error_feedback: bool = typer.Option(False, "--no-error-feedback", help="Drop what the codec loses instead of carrying it."),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg | fedavgm | fedadam | median | trimmed-mean | multi-krum"),
+    strategy: str = typer.Option(
+        None, "--strategy",
+        help="fedavg | fedavg-classwise | fedavgm | fedadam | median | trimmed-mean | multi-krum "
+             "(default fedavg-classwise; fedavg with --privacy secure-aggregation, which reveals only sums)",
+    ),  # fmt: skip
     strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2, f=2."),
     clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating (any strategy)."),
     attack: list[str] = typer.Option(
@@ -57,12 +65,19 @@ def simulate(
     batch_size: int = typer.Option(256, "--batch-size"),
     lr: float = typer.Option(5e-3, "--lr", help="Local learning rate (Adam)."),
     mu: float = typer.Option(0.0, "--mu", help="FedProx proximal coefficient (0 = FedAvg)."),
-    class_weights: str = typer.Option("balanced", "--class-weights", help="balanced | sqrt | none"),
+    class_weights: str = typer.Option("sqrt", "--class-weights", help="balanced | sqrt | none"),
     absent_class_scale: float = typer.Option(
-        1.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+        0.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+    ),
+    logit_calibration: float = typer.Option(
+        0.5, "--logit-calibration", help="FedLC: tau of the margin tau*n_c^-1/4 held classes train against (0 = off)."
     ),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes, comma-separated."),
+    activation: str = typer.Option("relu", "--activation", help="Hidden activation: relu or tanh."),
     seed: int = typer.Option(0, "--seed"),
+    personal_epochs: int = typer.Option(
+        0, "--personal-epochs", help="Each member fine-tunes the final global model this many epochs; per-member report (0 = off)."
+    ),
     baselines: bool = typer.Option(False, "--baselines", help="Also train centralised and local-only baselines."),
     records: int = typer.Option(20_000, "--records", help="Synthetic data set size (training part)."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count malformed rows instead of failing."),
@@ -80,6 +95,13 @@ def simulate(
         raise FedLedgerError(f"unknown data set {dataset!r}", hint=f"use one of {', '.join(DATASETS)}")
     if dataset != "synthetic" and train is None:
         raise FedLedgerError(f"--dataset {dataset} needs --train FILE", hint="e.g. --train KDDTrain+_20Percent.txt")
+    if holdout not in ("stratified", "novel"):
+        raise FedLedgerError(f"--holdout {holdout!r} is not stratified or novel")
+    if holdout == "novel" and test is not None:
+        raise FedLedgerError("--holdout novel cuts the test set from --train; it takes no --test", hint="drop --test or --holdout")
+    if holdout == "novel" and dataset == "synthetic":
+        raise FedLedgerError("--holdout novel needs a data set with several attack names per family",
+                             hint="use --dataset nsl-kdd, unsw-nb15 or cicids2017 with --train")  # fmt: skip
     if class_weights not in ("balanced", "sqrt", "none"):
         raise FedLedgerError(f"--class-weights {class_weights!r} is not balanced, sqrt or none")
     try:
@@ -106,10 +128,11 @@ def simulate(
     cfg = SimulationConfig(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
-        strategy=strategy, strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
+        strategy=strategy or ("fedavg" if privacy == "secure-aggregation" else "fedavg-classwise"), strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
+        logit_calibration=logit_calibration, activation=activation, personal_epochs=personal_epochs,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
-        synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error",
+        synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error", holdout=holdout,
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
         dp_clip=dp.clip_norm if dp else 1.0, privacy=privacy,
     )  # fmt: skip
@@ -131,6 +154,13 @@ def simulate(
         f"round {len(result['rounds'])}: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f}, "
         f"FPR {final['fpr']:.4f}; wrote {json_out}"
     )
+    novel = result["rounds"][-1].get("novel")
+    if novel is not None:
+        console.print(
+            f"novel-attack hold-out: known names macro-F1 {novel['known']['macro_f1']:.4f}; {novel['rows']:,} rows of "
+            f"novel names, {novel['detection_rate']:.1%} flagged as attacks, family recall "
+            + ", ".join(f"{f} {r:.2f}" for f, r in novel["family_recall"].items())
+        )
     if "privacy" in result:
         spent = result["privacy"]["participants"].values()
         console.print(

@@ -53,7 +53,14 @@ def test_families_split_with_baselines_and_another_strategy() -> None:
     base = result["baselines"]
     assert base["epochs"] == 3 and len(base["local_only"]) == 3
     assert 0.0 <= base["centralised"]["macro_f1"] <= 1.0
-    assert result["strategy"] == {"name": "fedavgm", "params": {"server_lr": 1.0, "momentum": 0.5, "sample_cap": 1_000_000}}
+    # without a cap of its own the rule gets the mean party size; a cap given is kept
+    cap = -(-result["data"]["train"] // 3)
+    assert result["strategy"] == {"name": "fedavgm", "params": {"server_lr": 1.0, "momentum": 0.5, "sample_cap": cap}}
+    assert cap < 1_000_000 and result["config"]["strategy_params"] == {"momentum": 0.5}
+    kept = run_simulation(_small(rounds=1, strategy="fedavg", strategy_params={"sample_cap": 7}))
+    assert kept["strategy"]["params"]["sample_cap"] == 7
+    median = run_simulation(_small(rounds=1, strategy="median"))
+    assert "sample_cap" not in median["strategy"]["params"]
 
 
 @pytest.mark.parametrize(
@@ -94,3 +101,26 @@ def test_cli_reports_bad_options(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert main(["simulate", "--class-weights", "inverse", "--json", str(out)]) == 1
     assert main(["simulate", "--strategy-param", "eta", "--json", str(out)]) == 1
     assert not out.exists()
+
+
+def test_novel_attack_holdout_is_reported_beside_the_metrics(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    train = Path(__file__).resolve().parents[1] / "data" / "nsl_kdd_train.txt"
+    out = tmp_path / "sim.json"
+    code = main(["simulate", "--dataset", "nsl-kdd", "--train", str(train), "--holdout", "novel", "--participants", "2",
+                 "--rounds", "2", "--hidden", "16", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["data"]["holdout"] == "novel" and result["data"]["novel_test_rows"] == 7
+    assert result["data"]["novel_names"]["u2r"] == ["rootkit", "perl"]
+    last = result["rounds"][-1]
+    assert set(last["metrics"]) >= {"macro_f1", "binary_accuracy", "f1"}  # the public keys keep their place
+    assert last["metrics"]["n"] == 11 and last["novel"]["known"]["n"] == 4 and last["novel"]["rows"] == 7
+    assert 0.0 <= last["novel"]["detection_rate"] <= 1.0 and set(last["novel"]["family_recall"]) == {"dos", "probe", "r2l", "u2r"}
+    assert "novel-attack hold-out" in capsys.readouterr().err
+    assert main(["simulate", "--holdout", "novel", "--json", str(out)]) == 1  # synthetic: one name per family
+    assert "several attack names" in capsys.readouterr().err
+    assert main(["simulate", "--dataset", "nsl-kdd", "--train", str(train), "--test", str(train), "--holdout", "novel",
+                 "--json", str(tmp_path / "x.json")]) == 1  # fmt: skip
+    assert main(["simulate", "--holdout", "sideways", "--json", str(tmp_path / "x.json")]) == 1

@@ -140,3 +140,36 @@ def test_parties_share_stats_not_rows_and_encode_with_the_federation_normaliser(
     with pytest.raises(DataError, match="does not fit"):
         load_dataset("unsw-nb15", DATA / "unsw_nb15_1.csv", test_fraction=0.0,
                      normaliser=federation)
+
+
+def test_novel_holdout_keeps_whole_attack_names_out_of_training() -> None:
+    # The fixture's names: normal 14, neptune 5, smurf 2 and one each of back, teardrop, ipsweep,
+    # portsweep, satan, nmap, guess_passwd, warezclient, buffer_overflow, rootkit. The novel ones
+    # (smurf, teardrop, ipsweep, nmap, guess_passwd, rootkit: 7 rows) are all tested, never trained on;
+    # of the known names a stratified fifth is tested (normal 3 of 14, neptune 1 of 5, no single rows).
+    s = load_split("nsl-kdd", DATA / "nsl_kdd_train.txt", holdout="novel", test_fraction=0.2, seed=3)
+    assert (len(s.train), len(s.test)) == (20, 11)
+    assert s.train.class_counts().tolist() == [11, 5, 2, 1, 1]  # every family is still trained on
+    assert s.test_novel is not None and int(s.test_novel.sum()) == 7
+    assert np.bincount(s.test.labels[s.test_novel], minlength=5).tolist() == [0, 3, 2, 1, 1]
+    assert np.bincount(s.test.labels[~s.test_novel], minlength=5).tolist() == [3, 1, 0, 0, 0]
+    again = load_split("nsl-kdd", DATA / "nsl_kdd_train.txt", holdout="novel", test_fraction=0.2, seed=3)
+    assert np.array_equal(again.test.features, s.test.features) and np.array_equal(again.test_novel, s.test_novel)
+    assert load_split("nsl-kdd", DATA / "nsl_kdd_train.txt").test_novel is None
+
+
+def test_novel_names_are_of_their_family() -> None:
+    from flows.taxonomy import NOVEL_HOLDOUT, family_of
+
+    for source, families in NOVEL_HOLDOUT.items():
+        for family, names in families.items():
+            assert all(family_of(n, source) == family for n in names), (source, family)
+
+
+def test_novel_holdout_refuses_what_it_cannot_cut() -> None:
+    with pytest.raises(DataError, match="one attack name each"):
+        load_split("synthetic", None, holdout="novel")
+    with pytest.raises(DataError, match="no test file"):
+        load_split("nsl-kdd", DATA / "nsl_kdd_train.txt", DATA / "nsl_kdd_test.txt", holdout="novel")
+    with pytest.raises(DataError, match="unknown hold-out"):
+        load_split("nsl-kdd", DATA / "nsl_kdd_train.txt", holdout="names")

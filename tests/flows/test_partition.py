@@ -128,3 +128,18 @@ def test_dirichlet_impossible_request_is_a_typed_error() -> None:
     y = np.array([0] * 12 + [1] * 12, dtype=np.int64)
     with pytest.raises(PartitionError, match="fewer than"):
         partition(y, 12, "dirichlet:0.001", seed=0)
+
+
+def test_novel_attack_holdout_tests_every_novel_row_and_a_share_of_the_rest() -> None:
+    from flows.partition import novel_attack_holdout
+
+    strata = np.repeat(np.arange(4), [500, 100, 30, 20])  # four attack names
+    novel = strata == 2  # one name kept out of training
+    keep, held = novel_attack_holdout(strata, novel, 0.2, seed=0)
+    assert np.array_equal(np.sort(np.concatenate([keep, held])), np.arange(650))
+    assert not novel[keep].any() and novel[held].sum() == 30
+    assert np.bincount(strata[held], minlength=4).tolist() == [100, 20, 30, 4]
+    again = novel_attack_holdout(strata, novel, 0.2, seed=0)
+    assert np.array_equal(again[1], held)
+    with pytest.raises(PartitionError):
+        novel_attack_holdout(strata, novel[:-1], 0.2, seed=0)

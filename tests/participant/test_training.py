@@ -124,3 +124,23 @@ def test_restricted_softmax_leaves_absent_classes_untouched(data) -> None:  # ty
         assert np.any(ordinary[name][2:] != 0.0)
     with pytest.raises(TrainingError, match="absent_class_scale"):
         train_local(spec, base, only_dos, absent_class_scale=1.5)
+
+
+def test_logit_calibration_trains_rare_classes_with_a_margin(data) -> None:  # type: ignore[no-untyped-def]
+    train, _ = data
+    spec = _spec(train)
+    base = init_model(spec, 0)
+    # a local set where class 1 is common and class 2 rare
+    idx = np.concatenate([np.flatnonzero(train.labels == 0), np.flatnonzero(train.labels == 1), np.flatnonzero(train.labels == 2)[:15]])
+    skewed = train.subset(np.sort(idx))
+    plain = train_local(spec, base, skewed, epochs=2, seed=3, absent_class_scale=0.0)
+    fedlc = train_local(spec, base, skewed, epochs=2, seed=3, absent_class_scale=0.0, logit_calibration=1.0)
+    last = f"layers.{len(spec.hidden):02d}"
+    # the calibrated model must score the rare class higher to fit it: its bias moves further up
+    assert fedlc.delta[f"{last}.bias"][2] > plain.delta[f"{last}.bias"][2]
+    # absent classes still get no gradient, and the model itself carries no calibration term
+    assert np.all(fedlc.delta[f"{last}.weight"][3:] == 0.0)
+    assert set(fedlc.delta) == set(plain.delta)
+    assert any(not np.array_equal(fedlc.delta[k], plain.delta[k]) for k in plain.delta)
+    with pytest.raises(TrainingError, match="logit_calibration"):
+        train_local(spec, base, skewed, logit_calibration=-1.0)

@@ -1,6 +1,7 @@
 """Aggregation strategies as objects, one family per module, numeric kernels in ``aggregate``.
 
 - :mod:`.fedavg`: FedAvg, FedAvgM (server momentum);
+- :mod:`.classwise`: class-wise FedAvg (each output row over the members that train its class);
 - :mod:`.fedadam`: FedAdam (adaptive server optimisation);
 - :mod:`.robust`: coordinate-wise median, trimmed mean, Multi-Krum;
 - :mod:`.aggregate`: the bit-reproducible kernels they share;
@@ -19,6 +20,7 @@ from federation.rounds.strategies.aggregate import (
     weighted_sum,
 )
 from federation.rounds.strategies.base import STATE_FORMAT, Strategy
+from federation.rounds.strategies.classwise import ClasswiseFedAvg
 from federation.rounds.strategies.fedadam import FedAdam
 from federation.rounds.strategies.fedavg import FedAvg, FedAvgM
 from federation.rounds.strategies.robust import Median, MultiKrum, TrimmedMean
@@ -33,6 +35,7 @@ from federation.rounds.strategies.types import (
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "fedavg": FedAvg,
+    "fedavg-classwise": ClasswiseFedAvg,
     "fedavgm": FedAvgM,
     "fedadam": FedAdam,
     "median": Median,
@@ -42,7 +45,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def strategy_from_name(name: str, **params: Any) -> Strategy:
-    """Build a strategy by name (``fedavg``, ``fedavgm``, ``fedadam``, ``median``, ``trimmed-mean``, ``multi-krum``) with keyword parameters."""
+    """Build a strategy by name (``fedavg``, ``fedavg-classwise``, ``fedavgm``, ``fedadam``, ``median``, ``trimmed-mean``, ``multi-krum``) with keyword parameters."""
     cls = STRATEGIES.get(name.lower())
     if cls is None:
         raise AggregationError(f"unknown aggregation strategy {name!r}", hint=f"use one of {', '.join(STRATEGIES)}")
@@ -64,6 +67,7 @@ __all__ = [
     "STRATEGIES",
     "Aggregate",
     "AggregationError",
+    "ClasswiseFedAvg",
     "FedAdam",
     "FedAvg",
     "FedAvgM",
