@@ -166,8 +166,8 @@ def _hostile_descriptors(env: Env) -> dict[str, bytes]:
     return {
         "deep": b"{" + b'"a":[' * 100_000 + b"]" * 100_000 + b"}",
         "types": canonical_json(dict(honest, seed="five", max_update_bytes=[1])),
-        "nan-normaliser": canonical_json(dict(honest, normaliser={"means": [0.0]})).replace(b"[0.0]", b"[NaN]"),
-        "inf-normaliser": canonical_json(dict(honest, normaliser={"means": [0.0]})).replace(b"[0.0]", b"[1e999]"),
+        "nan-normaliser": canonical_json(dict(honest, normaliser={"means": [0.5]})).replace(b"[0.5]", b"[NaN]"),
+        "inf-normaliser": canonical_json(dict(honest, normaliser={"means": [0.5]})).replace(b"[0.5]", b"[1e999]"),
         "huge": canonical_json(dict(honest, name="x" * (20 << 20))),
     }
 
