@@ -9,6 +9,8 @@ organisations (each a separate `fedledger participant run` process holding
 
 Columns (seconds, mean over rounds):
   round      wall time from openRound to the finalize receipt
+  reveal     from the moment submissions close on chain to every committed update being in the
+             store (the commit-then-reveal phase: members put their bytes only once submissions close)
   train      participants' local training (mean per participant; they run in parallel)
   store      participants' base fetch + update put (mean) + coordinator's update fetches and puts
   chain      participants' submitUpdate (mean) + coordinator's openRound and finalizeRound
@@ -42,7 +44,7 @@ def run(n: int, rounds: int, records: int, console: Console) -> dict:
     from fedledger.deploy import create_federation
     from flows.partition import partition
     from flows.synthetic import generate
-    from ipfs import EmbeddedStore
+    from ipfs import EmbeddedStore, digest_to_cid
 
     with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{n}-") as tmp, LocalAnvil(accounts=n + 1) as chain:
         tmpd = Path(tmp)
@@ -76,14 +78,20 @@ def run(n: int, rounds: int, records: int, console: Console) -> dict:
             fed.ledger, store, fed.descriptor_cid,
             settings=CoordinatorSettings(round_seconds=max(120, 10 * n), fetch_timeout=30, poll_seconds=0.2),
         )  # fmt: skip
-        walls = []
+        walls, reveals = [], []
         outcomes = []
         for _ in range(rounds):
             t0 = time.perf_counter()
             coord.open_round()
             rid = fed.ledger.current_round()
             while not coord.ready_to_close(rid):
-                time.sleep(0.2)
+                time.sleep(0.05)
+            closed_at = time.perf_counter()
+            pending = {digest_to_cid(s.update) for s in fed.ledger.submissions(rid)}
+            while pending and time.perf_counter() - closed_at < 120:
+                pending = {c for c in pending if not store.has(c)}
+                time.sleep(0.05)
+            reveals.append(time.perf_counter() - closed_at)
             out = coord.close_round(rid)
             walls.append(time.perf_counter() - t0)
             outcomes.append(out)
@@ -103,6 +111,7 @@ def run(n: int, rounds: int, records: int, console: Console) -> dict:
         return {
             "n": n,
             "round": mean(walls),
+            "reveal": mean(reveals),
             "train": mean([e["train_seconds"] for e in ev]),
             "store": mean([e["store_seconds"] for e in ev]) + mean([o.timings.get("fetch", 0) + o.timings.get("store", 0) for o in outcomes]),
             "chain": mean([e["chain_seconds"] for e in ev]) + mean([o.timings.get("chain", 0) for o in outcomes]),
@@ -126,11 +135,11 @@ def main() -> None:
         console.print(f"running N={n} …")
         rows.append(run(n, args.rounds, args.records, console))
     table = Table(title=f"end-to-end round time (s), {args.rounds} rounds, {args.records} flows per participant, {os.cpu_count()} cores")
-    for col in ("N", "round", "train", "store", "chain", "aggregate", "audit/round", "accepted", "audit ok"):
+    for col in ("N", "round", "reveal", "train", "store", "chain", "aggregate", "audit/round", "accepted", "audit ok"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            str(r["n"]), f"{r['round']:.2f}", f"{r['train']:.2f}", f"{r['store']:.3f}", f"{r['chain']:.3f}",
+            str(r["n"]), f"{r['round']:.2f}", f"{r['reveal']:.2f}", f"{r['train']:.2f}", f"{r['store']:.3f}", f"{r['chain']:.3f}",
             f"{r['aggregate']:.2f}", f"{r['audit']:.2f}", f"{r['accepted']:.0f}", str(r["ok"]),
         )  # fmt: skip
     Console().print(table)
