@@ -46,15 +46,15 @@ def run(n: int, rounds: int, records: int, console: Console) -> dict:
     from flows.synthetic import generate
     from ipfs import EmbeddedStore, digest_to_cid
 
-    with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{n}-") as tmp, LocalAnvil(accounts=n + 1) as chain:
+    with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{n}-") as tmp, LocalAnvil(accounts=n + 2) as chain:
         tmpd = Path(tmp)
         store = EmbeddedStore(tmpd / "store")
         train = generate(records * n, 1)
         parts = partition(train.labels, n, "dirichlet:1.0", 1, classes=train.classes)
-        admin, *orgs = chain.accounts
+        admin, coordinator_key, *orgs = chain.accounts
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name=f"bench-{n}", validation=generate(2000, 2),
-            min_updates=max(1, n // 2), seed=1,
+            min_updates=max(1, n // 2), seed=1, coordinator=coordinator_key.address, holdout_dir=tmpd / "holdouts",
         )  # fmt: skip
         procs = []
         for i, (acct, idx) in enumerate(zip(orgs, parts, strict=True)):
@@ -75,8 +75,9 @@ def run(n: int, rounds: int, records: int, console: Console) -> dict:
             time.sleep(0.5)
         time.sleep(min(60, 4 + 0.6 * n))
         coord = CoordinatorService(
-            fed.ledger, store, fed.descriptor_cid,
-            settings=CoordinatorSettings(round_seconds=max(120, 10 * n), fetch_timeout=30, poll_seconds=0.2),
+            fed.ledger.with_account(coordinator_key), store, fed.descriptor_cid,
+            settings=CoordinatorSettings(round_seconds=max(120, 10 * n), fetch_timeout=30, poll_seconds=0.2,
+                                         holdout_dir=tmpd / "holdouts"),
         )  # fmt: skip
         walls, reveals = [], []
         outcomes = []
@@ -142,7 +143,7 @@ def main() -> None:
             str(r["n"]), f"{r['round']:.2f}", f"{r['reveal']:.2f}", f"{r['train']:.2f}", f"{r['store']:.3f}", f"{r['chain']:.3f}",
             f"{r['aggregate']:.2f}", f"{r['audit']:.2f}", f"{r['accepted']:.0f}", str(r["ok"]),
         )  # fmt: skip
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
