@@ -141,6 +141,7 @@ class LocalAnvil:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
         self._binary: Path | None = None
+        self._cache: tempfile.TemporaryDirectory[str] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -189,6 +190,9 @@ class LocalAnvil:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._cache is not None:
+            self._cache.cleanup()
+            self._cache = None
         self.port = None
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
@@ -247,6 +251,11 @@ class LocalAnvil:
             "--mnemonic", DEV_MNEMONIC,
             "--hardfork", "cancun",  # the EVM version the contract is compiled for
         ]
+        # Old block states spill to disk (gigabytes over a long test session) in a directory that
+        # outlives anvil unless named: this instance's own, removed by stop().
+        if self._cache is None:
+            self._cache = tempfile.TemporaryDirectory(prefix="fedledger-anvil-cache-")
+        cmd += ["--cache-path", self._cache.name]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time), "--mixed-mining"]
         if self.state_path is not None:

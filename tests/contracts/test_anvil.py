@@ -122,3 +122,17 @@ def test_anvil_bin_wins_over_the_npm_binary(monkeypatch):
 def test_rpc_url_before_start_is_an_error():
     with pytest.raises(errors.AnvilError, match="not running"):
         LocalAnvil().rpc_url
+
+
+def test_anvil_keeps_its_spilled_states_in_a_directory_of_its_own_that_stop_removes() -> None:
+    """Before: anvil spilled old block states into ~/.foundry/anvil/tmp and left them there after
+    exiting: about 5 GB per test session, until the disk was full."""
+    node = LocalAnvil().start()
+    try:
+        command = node._command(node.port or 0)
+        cache = Path(command[command.index("--cache-path") + 1])
+        assert cache.is_dir()
+        node.rpc("evm_mine")
+    finally:
+        node.stop()
+    assert not cache.exists()
