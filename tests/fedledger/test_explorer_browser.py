@@ -25,6 +25,7 @@ from fedledger.explorer import ExplorerSettings, start_explorer
 from tests.helpers.browser import chromium, full_page_screenshot, why_no_browser
 from tests.helpers.explorer import finalize_with_inflated_scores
 from tests.helpers.runtime import ROOT, make_env, run_round
+from tests.helpers.signals import ctrl_c_reaches_it
 
 pytestmark = pytest.mark.skipif(why_no_browser() is not None, reason=str(why_no_browser()))
 
@@ -126,6 +127,7 @@ def test_the_demo_with_explore_serves_its_federation_until_ctrl_c(tmp_path: Path
         [sys.executable, "-m", "fedledger", "demo", "--participants", "3", "--rounds", "2", "--out", str(out),
          "--round-seconds", "240", "--explore"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_reaches_it,
         env=dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200"),
     )  # fmt: skip
     lines: list[str] = []

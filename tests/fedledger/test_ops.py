@@ -22,6 +22,7 @@ from fedledger.ops.logs import RoundTracker, json_handler
 from fedledger.ops.metrics import ServiceMetrics
 from fedledger.ops.server import MetricsPortUnavailable, MetricsServer
 from tests.helpers.runtime import ROOT
+from tests.helpers.signals import ctrl_c_reaches_it
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -122,6 +123,7 @@ def test_coordinator_run_serves_metrics_and_logs_json_lines(env, tmp_path: Path)
          "--round-seconds", "120", "--metrics-port", str(port), "--log-format", "json", "-v",
          "--holdout-dir", str(env.tmp / "holdouts")],
         cwd=ROOT, env=dict(env.cli_env(None), FEDLEDGER_PRIVATE_KEY=env.coordinator_key.key.hex()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        preexec_fn=ctrl_c_reaches_it,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

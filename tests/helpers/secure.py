@@ -53,9 +53,14 @@ def run_secure_round(env: Env, coordinator=None, *, share: list[int] | None = No
     for i in commit:
         assert env.participant(i).step() is not None  # trains, masks and commits
     env.close_submissions(round_id)
-    for _ in range(2):  # first the masked bytes, then (once every committed update is in) the shares
+    # First the masked bytes, then (once every committed update is in) the shares. A member whose
+    # fetch of a peer's update outlasts its short wait looks again on its next step, as it would
+    # in `participant run`: step until every revealer's shares are on chain (bounded).
+    for _ in range(10):
         for i in reveal:
             env.participant(i).step()
+        if env.ledger.round_phases(round_id).reveal_count >= len(reveal):
+            break
     if not close:
         return round_id
     return coord.close_round(round_id)
