@@ -23,6 +23,7 @@ from federation.manifest import MANIFEST_FORMAT
 from federation.model import save_model_bytes
 from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.defences import DefenceParams
+from federation.rounds.record import round_header, submission_entry
 from federation.rounds.scoring import ScoringRule, round_seed
 from federation.rounds.secure import SecureInputs, derive_secure_round
 from federation.rounds.strategies import Strategy, strategy_from_name
@@ -137,36 +138,14 @@ def derive_round(inputs: RoundInputs) -> RoundResult:
     submitted = {s.participant for s in inputs.submissions}
 
     manifest = {
-        "format": MANIFEST_FORMAT,
-        "federation": inputs.descriptor_cid,
-        "chain_id": inputs.chain_id,
-        "ledger": inputs.ledger,
-        "round": inputs.round_id,
-        "base_round": inputs.base_round,
-        "quorum": inputs.quorum,
-        "privacy": desc.privacy_mode,
-        "base_model": content_cid(inputs.base_model),
-        "global_model": content_cid(global_bytes),
-        "strategy": {"name": strategy.name, "params": strategy.params()},
-        "state_in": content_cid(inputs.state_in) if inputs.state_in else None,
-        "state_out": content_cid(state_out) if state_out else None,
+        **round_header(inputs, strategy, global_bytes, state_out, MANIFEST_FORMAT),
         "submissions": [
-            {
-                "participant": s.participant,
-                "update": s.cid,
-                "num_samples": s.num_samples,
-                "epsilon_milli": s.epsilon_milli,
-                "weight": v.weight,
-                "status": "accepted" if v.accepted else "rejected",
-                "reason": v.reason,
-                "detail": v.detail,
-                "score": scores[s.participant],
+            submission_entry(
+                s, v, scores[s.participant],
                 # Only flagged updates carry these keys, so manifests of clean rounds keep their bytes.
                 **({"flags": assessed.flags_of(s.participant)} if assessed.flags_of(s.participant) else {}),
                 **({"aggregated": False} if v.accepted and s.participant not in order else {}),
-                # Only DP updates carry the key, so manifests of rounds without DP keep their bytes.
-                **({"privacy": v.privacy} if v.privacy is not None else {}),
-            }
+            )
             for s, v in zip(inputs.submissions, verdicts, strict=True)
         ],
         "absent": sorted(a for a in inputs.eligible if a not in submitted),

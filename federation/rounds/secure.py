@@ -22,6 +22,7 @@ import numpy as np
 
 from federation.metrics import evaluate
 from federation.model import save_model_bytes
+from federation.rounds.record import round_header, submission_entry
 from federation.rounds.scoring import ScoringRule, sample_share
 from federation.rounds.validation import Verdict
 from federation.secagg import (
@@ -82,34 +83,8 @@ def derive_secure_round(inputs: RoundInputs, strategy: Any, manifest_format: str
             verdicts.append(Verdict(s.participant, False, "left-out" if s.data is not None else (s.fetch_error or "unavailable"), why))
     submitted = {s.participant for s in inputs.submissions}
     manifest = {
-        "format": manifest_format,
-        "federation": inputs.descriptor_cid,
-        "chain_id": inputs.chain_id,
-        "ledger": inputs.ledger,
-        "round": inputs.round_id,
-        "base_round": inputs.base_round,
-        "quorum": inputs.quorum,
-        "privacy": desc.privacy_mode,
-        "base_model": content_cid(inputs.base_model),
-        "global_model": content_cid(global_bytes),
-        "strategy": {"name": strategy.name, "params": strategy.params()},
-        "state_in": content_cid(inputs.state_in) if inputs.state_in else None,
-        "state_out": content_cid(state_out) if state_out else None,
-        "submissions": [
-            {
-                "participant": s.participant,
-                "update": s.cid,
-                "num_samples": s.num_samples,
-                "epsilon_milli": s.epsilon_milli,
-                "weight": v.weight,
-                "status": "accepted" if v.accepted else "rejected",
-                "reason": v.reason,
-                "detail": v.detail,
-                "score": scores[s.participant],
-                **({"privacy": v.privacy} if v.privacy is not None else {}),
-            }
-            for s, v in zip(inputs.submissions, verdicts, strict=True)
-        ],
+        **round_header(inputs, strategy, global_bytes, state_out, manifest_format),
+        "submissions": [submission_entry(s, v, scores[s.participant]) for s, v in zip(inputs.submissions, verdicts, strict=True)],
         "absent": sorted(a for a in inputs.eligible if a not in submitted),
         "aggregation_order": list(un.survivors),
         "secure_aggregation": {
