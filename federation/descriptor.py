@@ -6,8 +6,9 @@ the descriptor they hold is the one the chain names. It fixes the model spec, th
 validation set and the scoring hold-outs (by CID), the aggregation strategy and its
 parameters, the scoring rule and the defences, the limits every update must respect, the
 privacy mode, the round timing, and for raw flow files the feature normaliser. The genesis
-model is derived from it (weights drawn from a seed taken from the descriptor's bytes), and
-the ledger's genesis digest must match.
+model is derived from it (:mod:`federation.genesis`: weights drawn from a seed taken from the
+descriptor's bytes, optionally pretrained on a public flow set by a recipe, or a parent
+federation's global model), and the ledger's genesis digest must match.
 
 Reading one is bounded: a descriptor comes from the store and is untrusted until its digest
 has been checked against the chain, so size, nesting depth and every field's type are
@@ -19,13 +20,17 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faults import FedLedgerError
 from federation.canonical import canonical_json, parse_bounded_json
-from federation.model import InvalidModelSpec, ModelSpec, save_model_bytes
+from federation.genesis import Genesis, GenesisError, parse_genesis
+from federation.model import InvalidModelSpec, ModelSpec
 from federation.secagg.params import MODE as SECURE_MODE
 from federation.secagg.params import InvalidSecureParams, SecureParams
+
+if TYPE_CHECKING:
+    from ipfs import ContentStore
 
 DESCRIPTOR_FORMAT = "fedledger-federation/2"
 MAX_DESCRIPTOR_BYTES = 16 << 20  # a normaliser for a few hundred features is tens of KB
@@ -63,10 +68,19 @@ class Descriptor:
     # CIDs of the scoring hold-outs: committed here, revealed by the coordinator after each round closes
     holdouts: tuple[str, ...] = ()
     timing: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMING))
+    # How the genesis model is made (federation.genesis); None: seeded. Absent from the bytes when None,
+    # so a seeded federation's descriptor is the same document it always was.
+    genesis: Genesis | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "holdouts", tuple(self.holdouts))
         problems = _check(self)
+        if self.genesis is not None:
+            try:  # a hand-built entry is checked as strictly as one read from the store
+                raw = self.genesis if isinstance(self.genesis, dict) else self.genesis.to_dict()
+                object.__setattr__(self, "genesis", parse_genesis(raw))
+            except (GenesisError, AttributeError) as exc:
+                problems.append(str(exc).splitlines()[0])
         if problems:
             raise InvalidDescriptor("federation descriptor: " + "; ".join(problems))
 
@@ -100,7 +114,7 @@ class Descriptor:
             "privacy": self.privacy,
             "holdouts": list(self.holdouts),
             "timing": self.timing,
-        }
+        } | ({"genesis": self.genesis.to_dict()} if self.genesis is not None else {})
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -125,9 +139,9 @@ class Descriptor:
             raise InvalidDescriptor(f"not a federation descriptor (format {obj.get('format')!r}, expected {DESCRIPTOR_FORMAT})")
         expected = {"format", "name", "model_spec", "validation", "strategy", "scoring", "max_update_bytes", "seed",
                     "normaliser", "privacy", "holdouts", "timing"}  # fmt: skip
-        if set(obj) != expected:
+        if set(obj) - {"genesis"} != expected:
             raise InvalidDescriptor(
-                f"federation descriptor fields {sorted(set(obj) ^ expected)} are missing or unexpected"
+                f"federation descriptor fields {sorted((set(obj) - {'genesis'}) ^ expected)} are missing or unexpected"
             )
         strategy = obj["strategy"]
         if not isinstance(strategy, dict) or set(strategy) != {"name", "params"}:
@@ -143,7 +157,7 @@ class Descriptor:
             name=obj["name"], spec=spec, validation=obj["validation"], strategy=strategy["name"],
             strategy_params=strategy["params"], scoring=obj["scoring"], max_update_bytes=obj["max_update_bytes"],
             seed=obj["seed"], normaliser=obj["normaliser"], privacy=obj["privacy"], holdouts=tuple(holdouts),
-            timing=obj["timing"],
+            timing=obj["timing"], genesis=obj.get("genesis"),
         )  # fmt: skip
 
     def digest(self) -> bytes:
@@ -156,13 +170,15 @@ class Descriptor:
         """The seed of the genesis weights: the first 8 bytes of sha256(descriptor)."""
         return int.from_bytes(hashlib.sha256(self.to_bytes()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
-    def genesis_model(self) -> bytes:
-        """The canonical bytes of the genesis model this descriptor commits to."""
-        from federation.model.network import (
-            init_model,  # torch only when a model is made
-        )
+    def genesis_model(self, store: ContentStore | None = None) -> bytes:
+        """The canonical bytes of the genesis model this descriptor commits to.
 
-        return save_model_bytes(self.spec, init_model(self.spec, self.genesis_seed()))
+        A pretrained genesis is re-derived by re-running its recipe on the public flow set
+        (read from ``store``), a parent's is read from ``store``; a seeded one needs no store.
+        """
+        from federation.genesis import genesis_model
+
+        return genesis_model(self, store)
 
 
 def _is_int(v: object) -> bool:

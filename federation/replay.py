@@ -30,6 +30,7 @@ from faults import Deadline, FedLedgerError
 from federation.descriptor import Descriptor
 from federation.fetch import AVAILABILITY_REASONS, fetch_update, update_limit
 from federation.flowset import load_flowset
+from federation.genesis import Pretraining
 from federation.manifest import MAX_MANIFEST_BYTES, Manifest
 from federation.model import load_model_bytes
 from federation.rounds.derive import RoundInputs, RoundResult, derive_round
@@ -39,7 +40,14 @@ from federation.secagg import SecureParams, SecureRound
 from federation.secagg.params import MODE as SECURE_MODE
 from federation.secagg.shares import MAX_BUNDLE_BYTES
 from flows import FlowDataset
-from ipfs import ContentStore, StoreError, cid_to_digest, content_cid, digest_to_cid
+from ipfs import (
+    ContentNotFound,
+    ContentStore,
+    StoreError,
+    cid_to_digest,
+    content_cid,
+    digest_to_cid,
+)
 
 Fetched = Mapping[str, tuple[bytes | None, str | None]]
 
@@ -83,6 +91,7 @@ class Replay:
         self._derived: dict[int, Derived] = {}
         self._sets: dict[str, FlowDataset] = {}
         self.quorum = ledger.min_updates()
+        self._genesis_problems: list[str] | None = None  # a pretrained genesis is re-derived once
 
     # -- the federation's fixed content ------------------------------------------------------
     def check_federation(self) -> list[str]:
@@ -93,13 +102,34 @@ class Replay:
                 f"descriptor: {self.descriptor_cid} is not the descriptor ledger {self.ledger.address} was deployed for "
                 f"({digest_to_cid(self.ledger.descriptor_digest())})"
             )
-        expected = cid_to_digest(content_cid(self.descriptor.genesis_model()))
-        if expected != self.ledger.genesis_model():
-            problems.append(
-                f"genesis: the descriptor commits to genesis model {digest_to_cid(expected)}, the chain starts from "
-                f"{digest_to_cid(self.ledger.genesis_model())}"
-            )
+        problems.extend(self.check_genesis())
         return problems
+
+    def check_genesis(self) -> list[str]:
+        """The genesis model the descriptor commits to (a pretraining re-run, a parent's model read) is the chain's."""
+        if self._genesis_problems is None:
+            self._genesis_problems = self._genesis_problems_now()
+        return list(self._genesis_problems)
+
+    def _genesis_problems_now(self) -> list[str]:
+        g = self.descriptor.genesis
+        on_chain = digest_to_cid(self.ledger.genesis_model())
+        try:
+            derived = self.descriptor.genesis_model(self.store)
+        except ContentNotFound as exc:
+            return [f"genesis: cannot re-derive the {g.kind if g else 'seeded'} genesis model, content is missing: {exc}"]
+        except FedLedgerError as exc:
+            return [f"genesis: cannot re-derive the genesis model: {str(exc).splitlines()[0]}"]
+        expected = content_cid(derived)
+        if expected == on_chain:
+            return []
+        how = "the descriptor commits to"
+        if isinstance(g, Pretraining):
+            import torch
+
+            how = (f"re-running the descriptor's pretraining (torch {torch.__version__} here, "
+                   f"{g.torch or 'unrecorded'} when it was made) gives")  # fmt: skip
+        return [f"genesis: {how} genesis model {expected}, the chain starts from {on_chain}"]
 
     def flowset(self, cid: str) -> FlowDataset:
         if cid not in self._sets:

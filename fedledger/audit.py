@@ -35,6 +35,7 @@ from contracts.history import lineage
 from faults import Deadline, FedLedgerError
 from federation.descriptor import Descriptor, InvalidDescriptor
 from federation.fetch import AVAILABILITY_REASONS, fetch_update, update_limit
+from federation.genesis import Link, follow_lineage
 from federation.manifest import InvalidManifest, Manifest
 from federation.privacy import Mechanism, compose_declared
 from federation.replay import Replay
@@ -101,6 +102,8 @@ class AuditReport:
     # participant -> per-round spend, the ledger's naive sum and the composed total (see privacy_spend)
     privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
     rebases: list[dict[str, Any]] = field(default_factory=list)
+    # the ledgers this federation's genesis descends from, each link checked on its chain (federation.genesis)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -114,14 +117,26 @@ class AuditReport:
             "genesis_ok": self.genesis_ok,
             "mismatches": self.mismatches,
             "rebases": self.rebases,
+            "lineage": self.lineage,
             "rounds": [r.to_dict() for r in self.rounds],
             "privacy": self.privacy,
         }
 
 
 class Auditor:
-    def __init__(self, ledger: Ledger, store: ContentStore, *, descriptor_cid: str | None = None, fetch_timeout: float = 10.0):
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ContentStore,
+        *,
+        descriptor_cid: str | None = None,
+        fetch_timeout: float = 10.0,
+        parent_rpcs: dict[int, str] | None = None,
+    ):
+        """``parent_rpcs`` maps a chain id to the JSON-RPC URL its ledgers are read at, for a lineage that
+        leaves this chain (this chain's own ledgers are read through ``ledger``'s connection)."""
         self.ledger = ledger
+        self.parent_rpcs = dict(parent_rpcs or {})
         self.store = store
         self.descriptor_cid = descriptor_cid
         self.fetch_timeout = fetch_timeout
@@ -148,6 +163,23 @@ class Auditor:
 
     def check_genesis(self) -> list[str]:
         return self.replay.check_federation()
+
+    def attach_parent(self, chain_id: int, address: str) -> Ledger:
+        """A read-only connection to a parent ledger on chain ``chain_id``."""
+        if chain_id == self.ledger.chain_id:
+            url = self.parent_rpcs.get(chain_id, self.ledger.rpc_url)
+        elif chain_id in self.parent_rpcs:
+            url = self.parent_rpcs[chain_id]
+        else:
+            raise AuditError(
+                f"the lineage reaches chain {chain_id}, and no JSON-RPC URL is known for it",
+                hint=f"pass --parent-rpc {chain_id}=URL",
+            )
+        return Ledger.attach(url, address, expected_chain_id=chain_id)
+
+    def check_lineage(self) -> list[Link]:
+        """Every link from this federation's genesis up to the first seeded or pretrained ancestor."""
+        return follow_lineage(self.descriptor(), self.ledger.address, self.store, self.attach_parent)
 
     # -- one round ---------------------------------------------------------------------------
     def audit_round(self, round_id: int) -> RoundVerdict:
@@ -315,6 +347,9 @@ class Auditor:
         wanted = set(rounds) if rounds else None
         verdicts = [self.audit_round(r) for r in range(1, self.ledger.current_round() + 1) if wanted is None or r in wanted]
         report = AuditReport(self.ledger.address, self.descriptor_cid, not genesis_problems, verdicts, genesis_problems)
+        links = self.check_lineage()
+        report.lineage = [link.to_dict() for link in links]
+        report.mismatches.extend(f"lineage: {problem}" for link in links for problem in link.problems)
         try:
             report.rebases = [asdict(r) | {"model": digest_to_cid(r.model) if any(r.model) else None}
                               for r in lineage(self.ledger).rebases]  # fmt: skip

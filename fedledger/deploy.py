@@ -5,6 +5,11 @@ it holds against the chain) and the genesis model the descriptor commits to. The
 validation set goes into the store; the scoring hold-outs do not: only their CIDs are in the
 descriptor, and their bytes go to the coordinator, which reveals one after each round closes,
 so no member can train on the data its contribution is scored on.
+
+The genesis model is seeded, or pretrained on a public flow set (``pretrain``: the set goes
+into the store and the recipe into the descriptor, so the audit re-runs it), or the global
+model of a parent federation (``parent``: :func:`parent_genesis` checks it on the parent's
+chain, and its normaliser carries over).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from eth_account.signers.local import LocalAccount
 
 from contracts.client import DEFAULT_ABORT_GRACE, Ledger
 from faults import FedLedgerError
-from federation.descriptor import DEFAULT_TIMING, Descriptor
+from federation.descriptor import DEFAULT_TIMING, MAX_DESCRIPTOR_BYTES, Descriptor
 from federation.flowset import flowset_bytes
+from federation.genesis import ParentModel, Pretraining
 from federation.model import ModelSpec
 from flows import FlowDataset
-from ipfs import ContentStore, cid_to_digest, content_cid
+from ipfs import ContentStore, cid_to_digest, content_cid, digest_to_cid
 
 DEFAULT_HOLDOUTS = 5
 
@@ -78,11 +84,17 @@ def create_federation(
     reveal_seconds: int = DEFAULT_TIMING["reveal_seconds"],
     abort_grace: int = DEFAULT_ABORT_GRACE,
     defences: dict[str, Any] | None = None,
+    pretrain: FlowDataset | None = None,
+    pretrain_recipe: dict[str, Any] | None = None,
+    parent: ParentModel | None = None,
 ) -> Federation:
     """Put the federation's fixed content in the store, the hold-outs in ``holdout_dir``, and deploy its ledger.
 
     ``validation`` is the pool the public validation set and the hold-outs are drawn from
     (``holdouts=0``: all of it is public, and contributions are scored on public data).
+    ``pretrain`` is a public flow set the genesis is trained on (``pretrain_recipe``: the
+    :class:`~federation.genesis.Pretraining` fields to change); ``parent`` a global model of
+    another federation (from :func:`parent_genesis`) to start from instead.
     """
     from federation.rounds.defences import DefenceParams
     from federation.rounds.scoring import ScoringRule
@@ -100,6 +112,16 @@ def create_federation(
     entry = ScoringRule.from_dict({"rule": scoring}).to_dict()  # validates the name before anything is deployed
     if defences:
         entry["defences"] = DefenceParams.from_dict(defences).to_dict()
+    if pretrain is not None and parent is not None:
+        raise DeployError("a genesis is either pretrained or a parent's model, not both")
+    genesis: Pretraining | ParentModel | None = parent
+    if pretrain is not None:
+        import torch
+
+        pretrain_cid = store.put(flowset_bytes(pretrain))
+        store.pin(pretrain_cid)
+        fields = {"seed": seed, **(pretrain_recipe or {})}
+        genesis = Pretraining(dataset=pretrain_cid, torch=torch.__version__, **fields)
     public, shards = split_holdouts(validation, holdouts, seed) if holdouts else (validation, [])
     if len(public) == 0 or any(len(s) == 0 for s in shards):
         raise DeployError(f"a validation pool of {len(validation)} flows is too small for {holdouts} hold-outs")
@@ -117,11 +139,11 @@ def create_federation(
         name=name, spec=spec, validation=validation_cid, strategy=strategy,
         strategy_params=dict(strategy_params or {}), seed=seed, normaliser=normaliser, scoring=entry,
         privacy=privacy or {"mode": "public"}, holdouts=tuple(holdout_cids),
-        timing={"reveal_seconds": int(reveal_seconds), "abort_grace": int(abort_grace)},
+        timing={"reveal_seconds": int(reveal_seconds), "abort_grace": int(abort_grace)}, genesis=genesis,
     )  # fmt: skip
     descriptor_cid = store.put(descriptor.to_bytes())
     store.pin(descriptor_cid)
-    genesis_cid = store.put(descriptor.genesis_model())
+    genesis_cid = store.put(descriptor.genesis_model(store))
     store.pin(genesis_cid)
     ledger = Ledger.deploy(
         rpc_url, admin, cid_to_digest(genesis_cid), min_updates, descriptor=cid_to_digest(descriptor_cid),
@@ -133,3 +155,28 @@ def create_federation(
     return Federation(
         ledger, descriptor, descriptor_cid, genesis_cid, validation_cid, gas, tuple(holdout_cids), holdout_dir
     )
+
+
+def parent_genesis(parent: Ledger, store: ContentStore, round_id: int | None = None) -> tuple[ParentModel, Descriptor]:
+    """The genesis entry for starting from round ``round_id`` (default: the latest finalised) of ``parent``.
+
+    Checks on the parent's chain that the round is finalised and what its global model is,
+    and that the parent's descriptor (the one its ledger binds) is in ``store``; returns the
+    entry and the parent's descriptor, whose model spec and normaliser the child must share.
+    """
+    latest = parent.latest_finalized_round()
+    round_id = latest if round_id is None else round_id
+    if round_id < 1 or round_id > parent.current_round():
+        raise DeployError(
+            f"ledger {parent.address} has no finalised round {round_id} to start from"
+            + (f" (its latest finalised round is {latest})" if latest else " (it has finalised none)"),
+            hint="pass --parent-round with a finalised round of the parent federation",
+        )
+    info = parent.get_round(round_id)
+    if info.global_model is None:
+        raise DeployError(f"round {round_id} of ledger {parent.address} is {info.state.name.lower()}: it has no global model")
+    descriptor_cid = digest_to_cid(parent.descriptor_digest())
+    desc = Descriptor.from_bytes(store.get(descriptor_cid, max_bytes=MAX_DESCRIPTOR_BYTES))
+    model_cid = digest_to_cid(info.global_model)
+    store.pin(model_cid)  # the child's genesis: keep it however the parent's store is pruned
+    return ParentModel(parent.chain_id, parent.address, round_id, model_cid), desc

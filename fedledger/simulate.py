@@ -26,6 +26,7 @@ from federation.privacy import check_dp_delta
 from federation.rounds.scoring import ScoringRule
 from federation.rounds.strategies import strategy_from_name
 from federation.secagg import SecureParams
+from federation.training import train_local
 from federation.updates import CodecParams
 from fedledger.attacks.kinds import COPY, FREE_RIDE, AttackSpec, plant, submission_order
 from fedledger.attacks.member import attacked_update
@@ -40,7 +41,6 @@ from flows.taxonomy import novel_names
 from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.compression import ErrorFeedback
 from participant.dp_training import dp_from_options
-from participant.training import train_local
 from participant.update import RoundTask, TrainingSettings, produce_update, train_round
 
 Progress = Callable[[str, int, int], None]

@@ -42,8 +42,8 @@ from federation.privacy import (
     mechanism_epsilon,
     to_milli,
 )
+from federation.training import LocalResult, TrainingError, single_thread
 from participant.budget import PrivacyAccount
-from participant.training import LocalResult, TrainingError, single_thread
 
 
 class UnsupportedModelForDP(PrivacyError):
@@ -232,7 +232,7 @@ def train_local_dp(
     mech, projected = plan_round(dp, account, round_id, n, batch_size, epochs)
 
     if dp.level == "client":
-        from participant.training import train_local
+        from federation.training import train_local
 
         plain = train_local(
             spec, base_weights, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, class_weights=None,

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from federation.model import ModelSpec
-from participant.training import train_local
+from federation.training import train_local
 
 Weights = dict[str, np.ndarray]
 
 
 def fine_tune(spec: ModelSpec, global_weights: Weights, data: Any, *, epochs: int, seed: int, **recipe: Any) -> Weights:
     """``global_weights`` trained ``epochs`` more epochs on ``data`` (``recipe``:
-    :func:`participant.training.train_local`'s keyword options). ``global_weights`` is not modified."""
+    :func:`federation.training.train_local`'s keyword options). ``global_weights`` is not modified."""
     return train_local(spec, global_weights, data, epochs=epochs, seed=seed, **recipe).weights
 
 

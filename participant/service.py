@@ -40,6 +40,7 @@ from contracts.errors import (
 )
 from faults import Backoff, FedLedgerError
 from federation.descriptor import Descriptor
+from federation.genesis import ParentModel, follow_lineage
 from federation.model import InvalidModelFile, load_model_bytes
 from federation.privacy import check_dp_delta
 from federation.replay import Replay
@@ -229,9 +230,11 @@ class ParticipantService:
 
     def verify(self, base_round: int, base_digest: bytes) -> float:
         """Re-derive ``base_round`` and refuse its model unless the derivation gives ``base_digest``; returns seconds."""
-        if base_round == 0 or base_digest in self._verified:
+        if base_digest in self._verified:
             return 0.0
         t0 = time.perf_counter()
+        if base_round == 0:
+            return self._verify_genesis(base_digest, t0)
         try:
             derived = self.replay.derived(base_round)
         except FedLedgerError as exc:
@@ -246,6 +249,32 @@ class ParticipantService:
                 f"round {base_round}'s global model {digest_to_cid(base_digest)} is not the aggregate of its updates "
                 f"(re-derived: {digest_to_cid(derived.global_digest)}); refusing to train on it",
                 hint="a model the audit cannot re-derive may be crafted to make updates leak flows; alert the consortium",
+            )
+        self._verified.add(base_digest)
+        return seconds
+
+    def _verify_genesis(self, base_digest: bytes, t0: float) -> float:
+        """The genesis is the one the descriptor commits to (a pretraining is re-run), and a parent's link holds.
+
+        A parent on another chain is left to the audit (``fedledger audit --parent-rpc``): a
+        member reads only its own chain.
+        """
+        problems = self.replay.check_genesis() if base_digest == self.ledger.genesis_model() else [
+            f"round 0's model {digest_to_cid(base_digest)} is not the ledger's genesis model"
+        ]  # fmt: skip
+        genesis = self.descriptor.genesis
+        if not problems and isinstance(genesis, ParentModel) and genesis.chain_id == self.ledger.chain_id:
+            def attach(chain_id: int, address: str) -> Ledger:
+                return Ledger.attach(self.ledger.rpc_url, address, expected_chain_id=chain_id)
+
+            links = follow_lineage(self.descriptor, self.ledger.address, self.store, attach)
+            problems = list(links[0].problems) if links else []
+        seconds = time.perf_counter() - t0
+        self._on_event("verified", {"round": 0, "seconds": seconds, "ok": not problems})
+        if problems:
+            raise BaseRefused(
+                f"the genesis model cannot be trusted: {problems[0]}; refusing to train on it",
+                hint="a genesis the audit cannot re-derive may be crafted to make updates leak flows; alert the consortium",
             )
         self._verified.add(base_digest)
         return seconds

@@ -20,12 +20,12 @@ import numpy as np
 
 from federation.model import ModelSpec
 from federation.privacy import Mechanism
+from federation.training import train_local
 from federation.updates import NO_LEDGER, CodecParams, UpdateHeader, encode_update
 from flows import FlowDataset
 from participant.budget import PrivacyAccount
 from participant.compression import ErrorFeedback
 from participant.dp_training import DPConfig, train_local_dp
-from participant.training import train_local
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def train_model(src: Path):  # noqa: ANN201
     from federation.model.network import init_model
     from fedledger.intel.provenance import Provenance, VerifiedModel
     from flows import load_split
-    from participant.training import train_local
+    from federation.training import train_local
 
     split = load_split("nsl-kdd", src, None, test_fraction=0.0)
     spec = ModelSpec.for_dataset(split.train)

@@ -48,7 +48,7 @@ from flows import load_dataset  # noqa: E402
 from flows.partition import partition  # noqa: E402
 from participant.budget import PrivacyAccount  # noqa: E402
 from participant.dp_training import DPConfig, public_class_weight, train_local_dp  # noqa: E402
-from participant.training import train_local  # noqa: E402
+from federation.training import train_local  # noqa: E402
 
 
 def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip, batch, lr, optimizer="adam",

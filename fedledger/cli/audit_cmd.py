@@ -26,7 +26,7 @@ from fedledger.cli.common import (
     federation_config,
     open_configured_store,
 )  # fmt: skip
-from fedledger.config import Config
+from fedledger.config import Config, ConfigError
 from fedledger.jsonable import to_jsonable as _plain
 
 audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", invoke_without_command=True)
@@ -34,9 +34,13 @@ audit_app = typer.Typer(help="Re-derive and check the federation's rounds.", inv
 # Every option of the audit is accepted before the sub-command (`audit --config f round 1`) and after it
 # (`audit round 1 --config f`); a value given after the sub-command wins.
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+ParentRpcOpt = typer.Option(
+    None, "--parent-rpc", help="CHAIN_ID=URL[,CHAIN_ID=URL...]: where to read parent ledgers on other chains (lineage)."
+)
 _OPTIONS: tuple[tuple[str, type, Any], ...] = (
     ("as_json", bool, JsonOpt), ("config", Path, ConfigOpt), ("rpc_url", str, RpcOpt), ("ledger", str, LedgerOpt),
     ("chain_id", int, ChainIdOpt), ("store", Path, StoreOpt), ("ipfs_api", str, ApiOpt), ("descriptor", str, DescriptorOpt),
+    ("parent_rpc", str, ParentRpcOpt),
 )  # fmt: skip
 
 
@@ -46,7 +50,22 @@ def _settings(ctx: typer.Context, given: dict[str, Any]) -> tuple[Config, bool]:
     merged = {name: given[name] if given.get(name) is not None else outer.get(name) for name, _, _ in _OPTIONS}
     as_json = bool(merged.pop("as_json") or outer.get("as_json"))
     config = merged.pop("config")
+    if merged.get("parent_rpc"):  # read by parent_rpcs(ctx), not by the config
+        ctx.ensure_object(dict)["parent_rpc"] = merged["parent_rpc"]
+    merged.pop("parent_rpc")
     return federation_config(config, **merged), as_json
+
+
+def parent_rpcs(ctx: typer.Context, given: str | None = None) -> dict[int, str]:
+    """``--parent-rpc CHAIN_ID=URL,...`` as a mapping; a malformed entry is a one-line error."""
+    text = given or (ctx.obj or {}).get("parent_rpc") or ""
+    out: dict[int, str] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        chain, sep, url = entry.partition("=")
+        if not sep or not chain.strip().isdigit() or not url.strip():
+            raise ConfigError(f"--parent-rpc entry {entry!r} is not CHAIN_ID=URL", hint="e.g. --parent-rpc 31337=http://127.0.0.1:8545")
+        out[int(chain)] = url.strip()
+    return out
 
 
 def with_audit_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -65,7 +84,17 @@ def with_audit_options(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _print_lineage(report) -> None:  # noqa: ANN001
+    for link in report.lineage:
+        state = "[green]verified" if link["ok"] else "[red]BROKEN"
+        console.print(
+            f"lineage: {link['child']} starts from round {link['round']} of {link['parent']} (chain {link['chain_id']}), "
+            f"model {link['model']}: {state}", highlight=False,
+        )  # fmt: skip
+
+
 def _print_report(report) -> None:  # noqa: ANN001
+    _print_lineage(report)
     if not report.rounds:
         verdict = "no rounds yet; genesis model verified" if report.ok else "no rounds yet; DISCREPANCIES"
         console.print(f"audit of {report.ledger}: {verdict}", highlight=False)
@@ -98,16 +127,19 @@ def audit(
     store: Path = StoreOpt,
     ipfs_api: str = ApiOpt,
     descriptor: str = DescriptorOpt,
+    parent_rpc: str = ParentRpcOpt,
 ) -> None:
     """Re-derive every finalised round; exit 1 on any discrepancy, naming it."""
     ctx.obj = {"as_json": as_json, "config": config, "rpc_url": rpc_url, "ledger": ledger, "chain_id": chain_id,
-               "store": store, "ipfs_api": ipfs_api, "descriptor": descriptor}  # fmt: skip
+               "store": store, "ipfs_api": ipfs_api, "descriptor": descriptor, "parent_rpc": parent_rpc}  # fmt: skip
     if ctx.invoked_subcommand is not None:
         return
     from fedledger.audit import Auditor
 
     cfg, as_json = _settings(ctx, {})
-    report = Auditor(attach_ledger(cfg), open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit()
+    report = Auditor(
+        attach_ledger(cfg), open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor, parent_rpcs=parent_rpcs(ctx)
+    ).audit()
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
@@ -125,7 +157,9 @@ def audit_round(ctx: typer.Context, round_id: int = typer.Argument(..., help="Ro
 
     chain = attach_ledger(cfg)
     record = round_record(chain, round_id)
-    report = Auditor(chain, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor).audit([round_id])
+    report = Auditor(
+        chain, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor, parent_rpcs=parent_rpcs(ctx)
+    ).audit([round_id])
     if as_json:
         print(json.dumps({"record": _plain(record), "audit": report.to_dict()}, indent=2, sort_keys=True, default=str))
     else:

@@ -57,6 +57,15 @@ def deploy(
     clip: float = typer.Option(1.0, "--clip", help="Secure aggregation: every coordinate of an update is clipped to [-clip, clip]."),
     weight_cap: int = typer.Option(10_000, "--weight-cap", help="Secure aggregation: samples beyond this do not add weight."),
     share_seconds: int = typer.Option(60, "--share-seconds", help="Secure aggregation: how long each round's share phase lasts."),
+    pretrain: Path = typer.Option(
+        None, "--pretrain", help="Pretrain the genesis model on this public flow set (format as --validation); the audit re-runs it."
+    ),
+    pretrain_epochs: int = typer.Option(5, "--pretrain-epochs", help="Epochs of the genesis pretraining."),
+    parent_ledger: str = typer.Option(
+        None, "--parent-ledger", help="Start from a global model of this federation's ledger (same model spec); lineage is recorded."
+    ),
+    parent_round: int = typer.Option(None, "--parent-round", help="The parent's round to start from. Default: its latest finalised."),
+    parent_rpc: str = typer.Option(None, "--parent-rpc", help="JSON-RPC URL of the parent's chain. Default: this chain."),
     out: Path = typer.Option(None, "--out", help="Write the federation TOML here."),
     config: Path = ConfigOpt,
     rpc_url: str = RpcOpt,
@@ -70,7 +79,7 @@ def deploy(
     """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
     privacy_section = secure_privacy(privacy, max_members, threshold, clip=clip, weight_cap=weight_cap, share_seconds=share_seconds)
     from federation.flowset import load_flowset
-    from fedledger.deploy import create_federation
+    from fedledger.deploy import create_federation, parent_genesis
     from flows import load_dataset, schema_for
     from flows.synthetic import generate
 
@@ -86,27 +95,46 @@ def deploy(
     if holdouts and holdout_dir is None:
         raise ConfigError("the scoring hold-outs need a directory", hint="pass --holdout-dir DIR (give it to the coordinator), or --holdouts 0")
     st = open_configured_store(cfg)
+    from flows.schema import LocalStats, Normaliser, merge
+
     normaliser = None
     if stats:
-        from flows.schema import LocalStats, Normaliser, merge
-
         schema = schema_for(validation_format)
         merged = merge(LocalStats.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in stats)
         normaliser = Normaliser.from_stats(schema, merged)
-    if validation is None:
-        data = generate(4000, seed + 7919)
-    elif validation_format == "flowset":
-        data = load_flowset(validation.read_bytes())
-    else:
+    parent = None
+    hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
+    if parent_ledger is not None:
+        if pretrain is not None:
+            raise ConfigError("--pretrain and --parent-ledger both make the genesis model", hint="pass one of them")
+        from contracts.client import Ledger
+
+        upstream = Ledger.attach(parent_rpc or cfg.chain.rpc_url, parent_ledger)
+        parent, parent_desc = parent_genesis(upstream, st, parent_round)
+        if normaliser is not None and normaliser.to_dict() != parent_desc.normaliser:
+            raise ConfigError("--stats give another normalisation than the parent federation's", hint="drop --stats: the parent's carries over")
+        hidden_sizes = parent_desc.spec.hidden  # the parent's weights fit only its own layer sizes
+        if parent_desc.normaliser is not None:
+            normaliser = Normaliser.from_dict(parent_desc.normaliser)
+
+    def flow_file(path: Path | None, what: str):  # noqa: ANN202
+        if path is None:
+            return generate(4000, seed + 7919)
+        if validation_format == "flowset":
+            return load_flowset(path.read_bytes())
         if normaliser is None:
-            raise ConfigError("a raw validation file needs the members' --stats to fix its normalisation")
-        data, _ = load_dataset(validation_format, validation, None, test_fraction=0.0, normaliser=normaliser)
+            raise ConfigError(f"a raw {what} file needs the members' --stats to fix its normalisation")
+        return load_dataset(validation_format, path, None, test_fraction=0.0, normaliser=normaliser)[0]
+
+    data = flow_file(validation, "validation")
     fed = create_federation(
         rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
-        hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), strategy=strategy, min_updates=min_updates,
+        hidden=hidden_sizes, strategy=strategy, min_updates=min_updates,
         seed=seed, coordinator=coordinator or account.address, expected_chain_id=cfg.chain.chain_id,
         normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring, holdouts=holdouts,
         holdout_dir=holdout_dir, reveal_seconds=reveal_seconds, abort_grace=abort_grace, privacy=privacy_section,
+        pretrain=flow_file(pretrain, "pretraining") if pretrain is not None else None,
+        pretrain_recipe={"epochs": pretrain_epochs}, parent=parent,
     )  # fmt: skip
     # chain_id goes into the file too: everyone who receives it then refuses any other chain.
     cfg = cfg.with_overrides(
@@ -118,11 +146,21 @@ def deploy(
     for k, v in (
         ("ledger", fed.ledger.address), ("descriptor", fed.descriptor_cid), ("genesis model", fed.genesis_cid),
         ("validation set", fed.validation_cid), ("privacy", fed.descriptor.privacy_mode),
+        ("genesis", _genesis_line(fed.descriptor)),
         ("deploy gas", f"{fed.deploy_gas:,}"), ("config", str(out or "-")),
     ):  # fmt: skip
         table.add_row(k, v)
     console.print(table)
     print(fed.ledger.address)
+
+
+def _genesis_line(descriptor) -> str:  # noqa: ANN001
+    g = descriptor.genesis
+    if g is None:
+        return "seeded"
+    if g.kind == "pretrained":
+        return f"pretrained on {g.dataset} ({g.epochs} epochs, torch {g.torch})"
+    return f"round {g.round} of ledger {g.ledger} (chain {g.chain_id})"
 
 
 def secure_privacy(mode: str, max_members: int | None, threshold: int | None, **params: object) -> dict | None:

@@ -119,10 +119,10 @@ def require_audit(model: VerifiedModel, ledger: Ledger, store: ContentStore, *, 
 
 def _descriptor(ledger: Ledger, store: ContentStore, descriptor_cid: str) -> Descriptor:
     desc = Descriptor.from_bytes(_bounded_get(store, descriptor_cid, MAX_DESCRIPTOR_BYTES, "federation descriptor"))
-    if cid_to_digest(content_cid(desc.genesis_model())) != ledger.genesis_model():
+    if desc.digest() != ledger.descriptor_digest():
         raise ModelNotOnChain(
-            f"descriptor {descriptor_cid} does not belong to ledger {ledger.address}: the genesis model it commits to "
-            "is not the one the chain starts from",
+            f"descriptor {descriptor_cid} does not belong to ledger {ledger.address}: the ledger was deployed for "
+            f"descriptor {digest_to_cid(ledger.descriptor_digest())}",
             hint="pass the federation's own descriptor (--descriptor, or [federation] descriptor in its TOML)",
         )
     return desc

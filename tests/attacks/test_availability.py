@@ -18,17 +18,9 @@ import pytest
 from contracts.anvil import LocalAnvil
 from coordinator.service import CoordinatorSettings
 from fedledger.audit import Auditor
-from ipfs import cid_to_digest, digest_to_cid
-from ipfs.reader import BlockRef, links_of
+from ipfs import digest_to_cid
 from participant.service import BaseRefused
-from tests.helpers.runtime import ROOT, Env, make_env, run_round
-
-
-def _delete(env: Env, cid: str) -> None:
-    """Remove every block of ``cid`` from the store directory (a member with write access to it)."""
-    root = BlockRef("dag-pb", cid_to_digest(cid))
-    for ref in [*links_of(root, env.store.read_block(root)), root]:
-        env.store._block_path(ref.multihash).unlink()
+from tests.helpers.runtime import ROOT, Env, delete_content, make_env, run_round
 
 
 def _audit_exit(env: Env) -> tuple[int, dict]:
@@ -74,7 +66,7 @@ def test_an_update_deleted_after_its_round_is_unverifiable_not_a_mismatch_and_th
     env.store.unpin(victim)  # the member unpins its update
     assert Auditor(env.ledger, env.store).audit().ok
 
-    _delete(env, victim)  # ...then deletes it
+    delete_content(env, victim)  # ...then deletes it
     report = Auditor(env.ledger, env.store, fetch_timeout=2.0).audit()
     r1 = report.rounds[0]
     assert (r1.verdict, r1.mismatches, len(r1.unavailable)) == ("unverifiable", [], 1)

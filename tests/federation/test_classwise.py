@@ -105,8 +105,8 @@ def test_output_layer_and_moved_rows() -> None:
 def test_a_family_only_one_member_holds_is_learnt() -> None:
     """Real torch: four members share every family but web, the fifth holds normal and web alone."""
     from federation.metrics import evaluate
+    from federation.training import train_local
     from flows.synthetic import generate
-    from participant.training import train_local
 
     train, test = generate(5000, 0), generate(3000, 1)
     spec = ModelSpec.for_dataset(train, hidden=(32, 16))

@@ -10,10 +10,10 @@ import numpy as np
 
 from federation.model import ModelSpec
 from federation.model.network import init_model
+from federation.training import train_local
 from flows import FlowDataset
 from flows.partition import partition
 from flows.synthetic import generate
-from participant.training import train_local
 
 
 def address(i: int) -> str:

@@ -109,6 +109,15 @@ def make_env(
     return Env(chain, store, store_dir, fed, list(orgs), [train.subset(p) for p in parts], tmp_path, coordinator_key)
 
 
+def delete_content(env: Env, cid: str) -> None:
+    """Remove every block of ``cid`` from the store directory (a member with write access to it)."""
+    from ipfs.reader import BlockRef, links_of
+
+    root = BlockRef("dag-pb", cid_to_digest(cid))
+    for ref in [*links_of(root, env.store.read_block(root)), root]:
+        env.store._block_path(ref.multihash).unlink()
+
+
 def run_round(env: Env, members: list[int], coordinator: CoordinatorService | None = None, *, reveal: list[int] | None = None):
     """Open a round, let ``members`` commit, close submissions, let ``reveal`` (default: all of them) reveal, close it."""
     coord = coordinator or env.coordinator()
@@ -131,8 +140,8 @@ def trained_update(env: Env, i: int, round_id: int, *, sender: str | None = None
                    **header: object) -> tuple[bytes, object]:
     """Member ``i``'s honest delta for the open round, encoded under a header of the test's choosing (for attacks)."""
     from federation.model import load_model_bytes
+    from federation.training import train_local
     from federation.updates import UpdateHeader, encode_update
-    from participant.training import train_local
 
     info = env.ledger.get_round(round_id)
     _, base = load_model_bytes(env.store.get(digest_to_cid(info.base_model)), env.fed.descriptor.spec)

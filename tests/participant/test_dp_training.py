@@ -26,7 +26,7 @@ from participant.dp_training import (
     record_mechanism,
     train_local_dp,
 )
-from participant.training import train_local
+from federation.training import train_local
 
 DATA = generate(600, 3)
 SPEC = ModelSpec.for_dataset(DATA, hidden=(8,))
@@ -142,7 +142,7 @@ def test_public_class_weights() -> None:
     w = public_class_weight(np.array([0, 0, 0, 1]), 3, "balanced")
     assert w[0] == pytest.approx(4 / 6) and w[1] == pytest.approx(2.0) and w[2] == pytest.approx((4 / 6 + 2) / 2)
     assert np.allclose(public_class_weight(np.array([0, 0, 0, 1]), 3, "sqrt")[:2], np.sqrt([4 / 6, 2.0]))
-    from participant.training import TrainingError
+    from federation.training import TrainingError
 
     with pytest.raises(TrainingError):
         train_local_dp(SPEC, BASE, DATA, DPConfig(epsilon=1.0), class_weight=np.ones(99))

@@ -1,9 +1,10 @@
-"""Local training: what each organisation runs on its own flows in a round.
+"""Training: what each organisation runs on its own flows in a round, and a pretrained genesis.
 
 Class-weighted cross-entropy because attack families are rare next to normal
 traffic; FedProx's proximal term (Li et al. 2020) keeps a party with a skewed
 local view from drifting far from the global model.  Seeded and single-threaded
-so the same inputs give the same delta.
+so the same inputs give the same delta: the audit relies on that when it re-runs the
+pretraining a federation's genesis model was made by (:mod:`federation.genesis`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import torch
 from federation.metrics import EvaluationError, evaluate, scores
 from federation.model import ModelSpec
 from federation.model.network import init_model, model_from_weights
+from federation.training import TrainingError, class_weight_vector, train_local
 from flows.synthetic import generate
-from participant.training import TrainingError, class_weight_vector, train_local
 
 
 @pytest.fixture(scope="module")
