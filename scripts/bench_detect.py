@@ -50,9 +50,9 @@ def build_file(src: Path, rows: int, out: Path) -> int:
 def train_model(src: Path):  # noqa: ANN201
     from federation.model import ModelSpec
     from federation.model.network import init_model
+    from federation.training import train_local
     from fedledger.intel.provenance import Provenance, VerifiedModel
     from flows import load_split
-    from federation.training import train_local
 
     split = load_split("nsl-kdd", src, None, test_fraction=0.0)
     spec = ModelSpec.for_dataset(split.train)

@@ -44,11 +44,11 @@ from federation.model import ModelSpec
 from federation.model.network import init_model  # noqa: E402
 from federation.privacy import calibrate_noise
 from federation.rounds.strategies import WeightedUpdate, strategy_from_name  # noqa: E402
+from federation.training import train_local  # noqa: E402
 from flows import load_dataset  # noqa: E402
 from flows.partition import partition  # noqa: E402
 from participant.budget import PrivacyAccount  # noqa: E402
 from participant.dp_training import DPConfig, public_class_weight, train_local_dp  # noqa: E402
-from federation.training import train_local  # noqa: E402
 
 
 def run(train, test, public_w, spec, n_orgs, rounds, seed, epsilon, delta, clip, batch, lr, optimizer="adam",

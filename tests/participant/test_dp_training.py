@@ -15,6 +15,7 @@ from federation.privacy import (
     mechanism_epsilon,
     to_milli,
 )
+from federation.training import train_local
 from flows.synthetic import generate
 from participant.budget import PrivacyAccount, PrivacyBudgetExhausted
 from participant.dp_training import (
@@ -26,7 +27,6 @@ from participant.dp_training import (
     record_mechanism,
     train_local_dp,
 )
-from federation.training import train_local
 
 DATA = generate(600, 3)
 SPEC = ModelSpec.for_dataset(DATA, hidden=(8,))

@@ -8,10 +8,10 @@ import pytest
 from federation.metrics import evaluate
 from federation.model import ModelSpec
 from federation.model.network import init_model
+from federation.training import train_local
 from fedledger.simulate import SimulationConfig, run_simulation
 from flows.synthetic import generate
 from participant.personal import own_distribution, personalise
-from federation.training import train_local
 
 
 def test_the_personal_model_is_kept_only_when_it_beats_the_global_one_on_the_members_data() -> None:
