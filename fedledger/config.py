@@ -22,7 +22,9 @@ A file looks like::
     batch_size = 256
     lr = 0.005
     mu = 0.0                  # FedProx
-    absent_class_scale = 1.0  # FedRS (0..1)
+    absent_class_scale = 0.0  # FedRS (1 = off, 0 = fully restricted)
+    class_weights = "sqrt"    # balanced, sqrt or none
+    logit_calibration = 0.5   # FedLC's tau (0 = off)
 
 Unknown sections or keys are an error (a typo must not silently fall back to a default),
 and so is a value of the wrong type (``rounds = "five"``): each is checked against its field.
@@ -39,6 +41,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import tomli_w
 
 from faults import FedLedgerError
+from federation import recipe
 
 
 class ConfigError(FedLedgerError):
@@ -72,12 +75,16 @@ class FederationConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 1
-    batch_size: int = 256
-    lr: float = 0.005
+    """How a member trains: the defaults are the recipe of federation.recipe."""
+
+    epochs: int = recipe.EPOCHS
+    batch_size: int = recipe.BATCH_SIZE
+    lr: float = recipe.LR
     mu: float = 0.0
     # FedRS restricted softmax for classes a member has never seen (1 = off, 0 = fully restricted).
-    absent_class_scale: float = 1.0
+    absent_class_scale: float = recipe.ABSENT_CLASS_SCALE
+    class_weights: str = recipe.CLASS_WEIGHTS  # balanced, sqrt or none
+    logit_calibration: float = recipe.LOGIT_CALIBRATION  # FedLC's tau (0 = off)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from contracts.client import DEFAULT_ABORT_GRACE, Ledger
 from faults import FedLedgerError
+from federation import recipe
 from federation.descriptor import DEFAULT_TIMING, MAX_DESCRIPTOR_BYTES, Descriptor
 from federation.flowset import flowset_bytes
 from federation.genesis import ParentModel, Pretraining
@@ -71,7 +72,7 @@ def create_federation(
     validation: FlowDataset,
     coordinator: str,
     hidden: tuple[int, ...] = (64, 32),
-    strategy: str = "fedavg",
+    strategy: str | None = None,
     strategy_params: dict[str, Any] | None = None,
     min_updates: int = 1,
     seed: int = 0,
@@ -92,6 +93,7 @@ def create_federation(
 
     ``validation`` is the pool the public validation set and the hold-outs are drawn from
     (``holdouts=0``: all of it is public, and contributions are scored on public data).
+    ``strategy`` None is the default recipe's (:mod:`federation.recipe`).
     ``pretrain`` is a public flow set the genesis is trained on (``pretrain_recipe``: the
     :class:`~federation.genesis.Pretraining` fields to change); ``parent`` a global model of
     another federation (from :func:`parent_genesis`) to start from instead.
@@ -105,6 +107,7 @@ def create_federation(
         raise DeployError("hold-outs need a directory to be written to", hint="pass --holdout-dir (kept by the coordinator)")
     spec = ModelSpec.for_dataset(validation, hidden=hidden)
     secure = (privacy or {}).get("mode") == "secure-aggregation"
+    strategy = strategy or recipe.default_strategy((privacy or {}).get("mode"))
     if secure and scoring == "leave-one-out":
         scoring = "sample-share"  # no update is seen alone: scores come from the sample counts of the members in the sum
     if secure and defences:

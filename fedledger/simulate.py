@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from faults import FedLedgerError
+from federation import recipe
 from federation.metrics import evaluate
 from federation.model import ModelSpec, model_digest, save_model_bytes
 from federation.model.network import init_model
@@ -62,19 +63,19 @@ class SimulationConfig:
     rounds: int = 10
     codec: str = "none"
     error_feedback: bool = True
-    # The defaults are the best recipe measured on the novel-attack hold-out (docs/learning.md):
+    # The defaults are the best recipe measured on the novel-attack hold-out (federation.recipe):
     # class-wise FedAvg with the sample cap at the mean party size (set when strategy_params
     # has none), FedRS scale 0, sqrt class weights, FedLC tau 0.5.
-    strategy: str = "fedavg-classwise"
+    strategy: str = recipe.STRATEGY
     strategy_params: dict[str, Any] = field(default_factory=dict)
-    local_epochs: int = 1
-    batch_size: int = 256
-    lr: float = 5e-3
+    local_epochs: int = recipe.EPOCHS
+    batch_size: int = recipe.BATCH_SIZE
+    lr: float = recipe.LR
     mu: float = 0.0
-    class_weights: str | None = "sqrt"
+    class_weights: str | None = recipe.CLASS_WEIGHTS
     optimizer: str = "adam"
-    absent_class_scale: float = 0.0
-    logit_calibration: float = 0.5
+    absent_class_scale: float = recipe.ABSENT_CLASS_SCALE
+    logit_calibration: float = recipe.LOGIT_CALIBRATION
     hidden: tuple[int, ...] = (64, 32)
     activation: str = "relu"
     seed: int = 0
@@ -143,19 +144,6 @@ def novel_report(weights: Any, spec: ModelSpec, test: Any, novel: np.ndarray) ->
             "family_recall": family}  # fmt: skip
 
 
-def with_mean_cap(strategy: str, params: dict[str, Any], records: int, participants: int) -> dict[str, Any]:
-    """``params`` with ``sample_cap`` at the mean party size when the rule takes a cap and none is given,
-    so a member holding most of one family's traffic does not outweigh the others (docs/learning.md)."""
-    import inspect
-
-    from federation.rounds.strategies import STRATEGIES
-
-    cls = STRATEGIES.get(strategy.lower())
-    if cls is None or "sample_cap" in params or "sample_cap" not in inspect.signature(cls).parameters:
-        return dict(params)
-    return {**params, "sample_cap": max(1, -(-records // participants))}
-
-
 def _families(data: Any) -> list[str]:
     present = np.flatnonzero(np.bincount(data.labels, minlength=len(data.classes)))
     return [data.classes[i] for i in present if i != 0]
@@ -177,7 +165,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     rule = ScoringRule(cfg.scoring) if cfg.scoring in ("leave-one-out", "gtg-shapley") else ScoringRule.from_dict({"rule": cfg.scoring})
     notify = progress or (lambda *_: None)
     train, test, novel = _load(cfg)
-    params = with_mean_cap(cfg.strategy, cfg.strategy_params, len(train), cfg.participants)
+    params = recipe.with_mean_cap(cfg.strategy, cfg.strategy_params, len(train), cfg.participants)
     strategy = strategy_from_name(cfg.strategy, **params)
     spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden), activation=cfg.activation)
     parts = partition(train.labels, cfg.participants, cfg.split, cfg.seed, classes=train.classes)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from federation import recipe
 from federation.model import ModelSpec
 from federation.privacy import Mechanism
 from federation.training import train_local
@@ -32,21 +33,21 @@ from participant.dp_training import DPConfig, train_local_dp
 class TrainingSettings:
     """How a member trains and encodes its updates (the same for every round)."""
 
-    epochs: int = 1
-    batch_size: int = 256
-    lr: float = 0.01
+    epochs: int = recipe.EPOCHS
+    batch_size: int = recipe.BATCH_SIZE
+    lr: float = recipe.LR
     mu: float = 0.0  # FedProx proximal coefficient
-    absent_class_scale: float = 1.0  # FedRS (1 = off)
+    absent_class_scale: float = recipe.ABSENT_CLASS_SCALE  # FedRS (1 = off, 0 = fully restricted)
     codec: CodecParams = field(default_factory=lambda: CodecParams(quant="int8", block=256))
     dp: DPConfig | None = None  # record- or client-level differential privacy; None = no DP
-    class_weights: str | None = "balanced"  # "balanced", "sqrt" or None (never used under DP)
+    class_weights: str | None = recipe.CLASS_WEIGHTS  # "balanced", "sqrt" or None (never used under DP)
     optimizer: str = "adam"
     error_feedback: bool = True  # carry what the codec drops into the next round
     # DP noise and sampling come from os.urandom; only a simulation fixes them, to repeat a run.
     noise_seed: int | None = None
     # Stop training a round this many seconds before its deadline: the submission must be mined in time.
     deadline_margin: float = 2.0
-    logit_calibration: float = 0.0  # FedLC's tau (0 = off)
+    logit_calibration: float = recipe.LOGIT_CALIBRATION  # FedLC's tau (0 = off)
     # Personalisation (participant.personal): fine-tune every global model this many epochs on the
     # local data and keep it in the state directory; it never enters an update (0 = off).
     personal_epochs: int = 0

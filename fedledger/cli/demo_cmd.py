@@ -23,7 +23,10 @@ def demo(
         help="How flows are dealt to organisations: dirichlet:ALPHA (skewed attack mixes), families (each sees only some "
         "attack families; needs ~20 rounds, see docs/learning.md) or iid.",
     ),
-    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg, fedavgm, fedadam, median, trimmed-mean or multi-krum."),
+    strategy: str = typer.Option(
+        None, "--strategy",
+        help="fedavg-classwise (default; fedavg under secure aggregation), fedavg, fedavgm, fedadam, median, trimmed-mean or multi-krum.",
+    ),
     strategy_param: list[str] = typer.Option([], "--strategy-param", help="KEY=VALUE for the strategy (repeatable), e.g. trim=0.2."),
     clip_norm: float = typer.Option(None, "--clip-norm", help="Clip every update to this L2 norm before aggregating."),
     scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out or gtg-shapley."),

@@ -36,7 +36,12 @@ def deploy(
     name: str = typer.Option("fedledger", "--name", help="Federation name (goes into the descriptor)."),
     min_updates: int = typer.Option(1, "--min-updates", help="Quorum: updates needed to finalise a round."),
     strategy: str = typer.Option(
-        "fedavg", "--strategy", help="Aggregation: fedavg, fedavgm, fedadam, median, trimmed-mean, multi-krum."
+        None, "--strategy",
+        help="Aggregation: fedavg-classwise (default; fedavg under secure aggregation), fedavg, fedavgm, fedadam, median, "
+             "trimmed-mean, multi-krum.",
+    ),
+    sample_cap: int = typer.Option(
+        None, "--sample-cap", help="Samples beyond this add no weight to a member's update. Default: the mean of the --stats counts."
     ),
     scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out or gtg-shapley."),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes of the MLP."),
@@ -98,10 +103,16 @@ def deploy(
     from flows.schema import LocalStats, Normaliser, merge
 
     normaliser = None
+    from federation import recipe
+
+    strategy = strategy or recipe.default_strategy(privacy)
+    strategy_params: dict = {} if sample_cap is None else {"sample_cap": sample_cap}
     if stats:
         schema = schema_for(validation_format)
         merged = merge(LocalStats.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in stats)
         normaliser = Normaliser.from_stats(schema, merged)
+        # the members' record counts are known: cap each one's weight at the mean (the recipe's sample cap)
+        strategy_params = recipe.with_mean_cap(strategy, strategy_params, merged.count, len(stats))
     parent = None
     hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     if parent_ledger is not None:
@@ -129,7 +140,7 @@ def deploy(
     data = flow_file(validation, "validation")
     fed = create_federation(
         rpc_url=cfg.chain.rpc_url, admin=account, store=st, name=name, validation=data,
-        hidden=hidden_sizes, strategy=strategy, min_updates=min_updates,
+        hidden=hidden_sizes, strategy=strategy, strategy_params=strategy_params, min_updates=min_updates,
         seed=seed, coordinator=coordinator or account.address, expected_chain_id=cfg.chain.chain_id,
         normaliser=normaliser.to_dict() if normaliser is not None else None, scoring=scoring, holdouts=holdouts,
         holdout_dir=holdout_dir, reveal_seconds=reveal_seconds, abort_grace=abort_grace, privacy=privacy_section,

@@ -57,7 +57,11 @@ def participant_run(
     lr: float = typer.Option(None, "--lr"),
     mu: float = typer.Option(None, "--mu", help="FedProx proximal term (0 = FedAvg)."),
     absent_class_scale: float = typer.Option(
-        None, "--absent-class-scale", help="FedRS: scale of the outputs of classes never seen locally (1 = off)."
+        None, "--absent-class-scale", help="FedRS: scale of the outputs of classes never seen locally (1 = off; default 0)."
+    ),
+    class_weights: str = typer.Option(None, "--class-weights", help="Loss weights per class: balanced, sqrt (default) or none."),
+    logit_calibration: float = typer.Option(
+        None, "--logit-calibration", help="FedLC: tau of the margin held classes train against (0 = off; default 0.5)."
     ),
     personal_epochs: int = typer.Option(
         0, "--personal-epochs", help="Keep a personal model: every global model fine-tuned this many epochs on the local data "
@@ -95,11 +99,15 @@ def participant_run(
 
     if personal_epochs < 0:
         raise FedLedgerError(f"--personal-epochs must be 0 or more, got {personal_epochs}")
+
     dp = dp_from_options(dp_epsilon, dp_delta, dp_budget, clip=dp_clip, level=dp_level, accountant=dp_accountant)
     cfg = chain_config(config, rpc_url, ledger, chain_id, store, ipfs_api, descriptor)
     cfg = cfg.with_overrides(
-        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "absent_class_scale": absent_class_scale}
+        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "mu": mu, "absent_class_scale": absent_class_scale,
+                  "class_weights": class_weights, "logit_calibration": logit_calibration}
     )
+    if cfg.training.class_weights not in ("balanced", "sqrt", "none"):
+        raise FedLedgerError(f"class weights {cfg.training.class_weights!r} are not balanced, sqrt or none", hint="see --class-weights")
     account = load_signer(keystore, password_file, key_env)
     st = open_configured_store(cfg)
     desc = Descriptor.from_bytes(
@@ -112,7 +120,8 @@ def participant_run(
         service = participant_service()(
             attach_ledger(cfg, account), st, desc, local, state_dir=state_dir, descriptor_cid=cfg.federation.descriptor,
             settings=TrainingSettings(t.epochs, t.batch_size, t.lr, t.mu, t.absent_class_scale, CodecParams.parse(codec), dp=dp,
-                                      personal_epochs=personal_epochs),
+                                      personal_epochs=personal_epochs, logit_calibration=t.logit_calibration,
+                                      class_weights=None if t.class_weights == "none" else t.class_weights),
             poll_seconds=cfg.federation.poll_seconds, on_event=fan_out(ops_event, event_printer(events) if events else on_event),
             on_progress=on_progress,
         )  # fmt: skip

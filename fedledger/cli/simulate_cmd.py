@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from faults import FedLedgerError
+from federation import recipe
 
 DATASETS = ("synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 
@@ -61,16 +62,16 @@ def simulate(
         "same-value, copy, copy-noise, free-ride, free-ride-noise."
     ),
     scoring: str = typer.Option("leave-one-out", "--scoring", help="Contribution scores: leave-one-out | gtg-shapley."),
-    local_epochs: int = typer.Option(1, "--local-epochs", help="Local epochs per round."),
-    batch_size: int = typer.Option(256, "--batch-size"),
-    lr: float = typer.Option(5e-3, "--lr", help="Local learning rate (Adam)."),
+    local_epochs: int = typer.Option(recipe.EPOCHS, "--local-epochs", help="Local epochs per round."),
+    batch_size: int = typer.Option(recipe.BATCH_SIZE, "--batch-size"),
+    lr: float = typer.Option(recipe.LR, "--lr", help="Local learning rate (Adam)."),
     mu: float = typer.Option(0.0, "--mu", help="FedProx proximal coefficient (0 = FedAvg)."),
-    class_weights: str = typer.Option("sqrt", "--class-weights", help="balanced | sqrt | none"),
+    class_weights: str = typer.Option(recipe.CLASS_WEIGHTS, "--class-weights", help="balanced | sqrt | none"),
     absent_class_scale: float = typer.Option(
-        0.0, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
+        recipe.ABSENT_CLASS_SCALE, "--absent-class-scale", help="FedRS: scale of locally absent classes' logits (1 = off, 0 = fully restricted)."
     ),
     logit_calibration: float = typer.Option(
-        0.5, "--logit-calibration", help="FedLC: tau of the margin tau*n_c^-1/4 held classes train against (0 = off)."
+        recipe.LOGIT_CALIBRATION, "--logit-calibration", help="FedLC: tau of the margin tau*n_c^-1/4 held classes train against (0 = off)."
     ),
     hidden: str = typer.Option("64,32", "--hidden", help="Hidden layer sizes, comma-separated."),
     activation: str = typer.Option("relu", "--activation", help="Hidden activation: relu or tanh."),
@@ -128,7 +129,7 @@ def simulate(
     cfg = SimulationConfig(
         dataset=dataset, train=str(train) if train else None, test=str(test) if test else None,
         participants=participants, split=split, rounds=rounds, codec=codec, error_feedback=not no_error_feedback,
-        strategy=strategy or ("fedavg" if privacy == "secure-aggregation" else "fedavg-classwise"), strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
+        strategy=strategy or recipe.default_strategy(privacy), strategy_params=params, local_epochs=local_epochs, attacks=tuple(attack), scoring=scoring,
         batch_size=batch_size, lr=lr, mu=mu, hidden=hidden_sizes, absent_class_scale=absent_class_scale,
         logit_calibration=logit_calibration, activation=activation, personal_epochs=personal_epochs,
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faults import FedLedgerError
+from federation import recipe
 from fedledger.cli.common import status_text
 from fedledger.demo.outdir import prepare_out
 from fedledger.demo.report import (
@@ -49,7 +50,7 @@ class DemoOptions:
     split: str = "dirichlet:0.5"
     records: int = 30000
     round_seconds: int = 90
-    strategy: str = "fedavg"
+    strategy: str | None = None  # None: the default recipe's (federation.recipe)
     codec: str = "int8:256"
     epochs: int = 2
     lr: float = 0.005
@@ -157,7 +158,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         raise FedLedgerError("the demo needs at least one participant and one round")
     attack_specs = [AttackSpec.parse(a) for a in opts.attacks]  # bad options fail before anything starts
     privacy = _privacy(opts, attack_specs)
-    strategy_from_name(opts.strategy, **opts.strategy_params)
+    strategy = opts.strategy or recipe.default_strategy(opts.privacy)
+    strategy_from_name(strategy, **opts.strategy_params)
     out = prepare_out(opts.out)
     store_dir = out / "store"
     store = open_store(None if opts.ipfs_api else store_dir, opts.ipfs_api)
@@ -166,6 +168,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     t_start = time.perf_counter()
     train, validation, test, normaliser = _load_data(opts)
     parts = partition(train.labels, opts.participants, opts.split, opts.seed, classes=train.classes)
+    strategy_params = recipe.with_mean_cap(strategy, opts.strategy_params, len(train), opts.participants)
     console.print(
         f"data: {opts.dataset}, {len(train):,} training flows split '{opts.split}' over {opts.participants} "
         f"organisations; public validation {len(validation):,}; test {len(test):,}"
@@ -179,7 +182,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         holdout_dir = out / "coordinator" / "holdouts"  # the coordinator's private copy of the scoring hold-outs
         fed = create_federation(
             rpc_url=chain.rpc_url, admin=admin, store=store, name="fedledger-demo", validation=validation,
-            coordinator=coordinator_key.address, strategy=opts.strategy, strategy_params=opts.strategy_params,
+            coordinator=coordinator_key.address, strategy=strategy, strategy_params=strategy_params,
             min_updates=min_updates, seed=opts.seed, scoring=opts.scoring, normaliser=normaliser,
             holdout_dir=holdout_dir, reveal_seconds=15, abort_grace=max(60, opts.round_seconds), privacy=privacy,
         )  # fmt: skip
@@ -211,8 +214,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             p.start(
                 acct, chain_args(chain.rpc_url, ledger.address, chain.chain_id, fed.descriptor_cid, store_dir, opts.ipfs_api),
                 ["--rounds", str(opts.rounds), "--epochs", str(opts.epochs), "--lr", str(opts.lr), "--codec", opts.codec,
-                 # FedRS: under "families" a member must not teach the model to rule out what it never sees.
-                 "--absent-class-scale", "0" if opts.split == "families" else "1", *_dp_args(opts)],
+                 *_dp_args(opts)],
             )  # fmt: skip
 
         rounds_report: list[dict[str, Any]] = []
@@ -316,8 +318,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "split": opts.split,
         "participants": opts.participants,
         "rounds_requested": opts.rounds,
-        "strategy": opts.strategy,
-        "strategy_params": dict(opts.strategy_params),
+        "strategy": fed.descriptor.strategy,
+        "strategy_params": dict(fed.descriptor.strategy_params),
         "scoring": fed.descriptor.scoring["rule"],
         "privacy_mode": fed.descriptor.privacy_mode,
         "codec": opts.codec if fed.descriptor.privacy_mode == "public" else "masked fixed point (secure aggregation)",
