@@ -81,8 +81,10 @@ class LocalFederation:
         seed: int = 0,
         name: str = "simulation",
         privacy: Mapping[str, Any] | None = None,
+        initial: Mapping[str, np.ndarray] | None = None,
     ) -> LocalFederation:
-        """``seed`` draws the initial weights (as the simulation always has), not the descriptor's genesis."""
+        """``seed`` draws the initial weights (as the simulation always has), not the descriptor's genesis;
+        ``initial`` replaces them (a pretrained genesis)."""
         rule = scoring or ScoringRule()
         entry: dict[str, Any] = rule.to_dict()
         if defences is not None and defences != DefenceParams():
@@ -91,7 +93,8 @@ class LocalFederation:
             name=name, spec=spec, validation=content_cid(flowset_bytes(validation)), strategy=strategy,
             strategy_params=dict(strategy_params or {}), scoring=entry, seed=seed, privacy=dict(privacy or {"mode": "public"}),
         )  # fmt: skip
-        return cls(desc, content_cid(desc.to_bytes()), validation, init_model(spec, seed))
+        weights = dict(initial) if initial is not None else init_model(spec, seed)
+        return cls(desc, content_cid(desc.to_bytes()), validation, weights)
 
     @property
     def spec(self) -> ModelSpec:

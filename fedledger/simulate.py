@@ -83,6 +83,11 @@ class SimulationConfig:
     # Personalisation (participant.personal): each member fine-tunes the final global model this
     # many epochs on its own data; reported per member on its own distribution (0 = off).
     personal_epochs: int = 0
+    # Transfer learning from public data (federation.genesis): this share of the training file
+    # (stratified) is taken away from the members as the "public" set, and the genesis model is
+    # pretrained on it for pretrain_epochs with the members' recipe (0 = a seeded genesis).
+    pretrain_fraction: float = 0.0
+    pretrain_epochs: int = 5
     synthetic_records: int = 20_000
     test_fraction: float = 0.2
     # Without a test file: "stratified" (a share of every class) or "novel" (whole attack names
@@ -144,6 +149,18 @@ def novel_report(weights: Any, spec: ModelSpec, test: Any, novel: np.ndarray) ->
             "family_recall": family}  # fmt: skip
 
 
+def _pretrained(cfg: SimulationConfig, spec: ModelSpec, public: Any) -> dict[str, np.ndarray]:
+    """The genesis a deployed federation would get from ``fedledger deploy --pretrain`` on ``public``."""
+    import torch
+
+    from federation.genesis import Pretraining, pretrain
+    from federation.model import load_model_bytes
+
+    recipe_ = Pretraining(dataset="-", epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          class_weights=cfg.class_weights, seed=cfg.seed, torch=torch.__version__)  # fmt: skip
+    return load_model_bytes(pretrain(spec, cfg.seed, recipe_, public), spec)[1]
+
+
 def _families(data: Any) -> list[str]:
     present = np.flatnonzero(np.bincount(data.labels, minlength=len(data.classes)))
     return [data.classes[i] for i in present if i != 0]
@@ -155,6 +172,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
 
     if cfg.personal_epochs < 0:
         raise SimulationError(f"personal_epochs must be 0 or more, got {cfg.personal_epochs}")
+    if not 0 <= cfg.pretrain_fraction < 1 or cfg.pretrain_epochs < 1:
+        raise SimulationError(f"need 0 <= pretrain_fraction < 1 and pretrain_epochs >= 1, got {cfg.pretrain_fraction}, {cfg.pretrain_epochs}")
     if cfg.participants < 1 or cfg.rounds < 1 or cfg.local_epochs < 1:
         raise SimulationError(
             f"need participants, rounds and local epochs >= 1; got {cfg.participants}, {cfg.rounds}, {cfg.local_epochs}"
@@ -165,6 +184,12 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     rule = ScoringRule(cfg.scoring) if cfg.scoring in ("leave-one-out", "gtg-shapley") else ScoringRule.from_dict({"rule": cfg.scoring})
     notify = progress or (lambda *_: None)
     train, test, novel = _load(cfg)
+    public = None
+    if cfg.pretrain_fraction:
+        from flows.partition import stratified_holdout
+
+        keep, held = stratified_holdout(train.labels, cfg.pretrain_fraction, cfg.seed + 4409)
+        train, public = train.subset(keep), train.subset(held)
     params = recipe.with_mean_cap(cfg.strategy, cfg.strategy_params, len(train), cfg.participants)
     strategy = strategy_from_name(cfg.strategy, **params)
     spec = ModelSpec.for_dataset(train, hidden=tuple(cfg.hidden), activation=cfg.activation)
@@ -196,6 +221,7 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
     fed = LocalFederation.create(
         spec=spec, validation=test, strategy=cfg.strategy, strategy_params=params, scoring=rule, seed=cfg.seed,
         privacy=cohort.params.to_privacy() if cohort is not None else None,
+        initial=_pretrained(cfg, spec, public) if public is not None else None,
     )
     feedback = {a: ErrorFeedback(spec) for a, _ in orgs}
     dp = dp_from_options(cfg.dp_epsilon, cfg.dp_delta if cfg.dp_epsilon is not None else None, cfg.dp_budget,
@@ -226,6 +252,8 @@ def run_simulation(cfg: SimulationConfig, progress: Progress | None = None) -> d
         ],
         "scoring": rule.to_dict(),
         "privacy_mode": cfg.privacy,
+        "genesis": {"kind": "pretrained" if public is not None else "seeded", "public_records": len(public) if public is not None else 0,
+                    "model_digest": fed.base_model()[1].hex(), "metrics": evaluate(fed.weights, spec, test)},
         "rounds": [],
     }
     total_steps = cfg.rounds * len(orgs)

@@ -17,8 +17,15 @@ trains in total, and prints:
    saw locally on which the centralised model reaches recall >= 0.9, the
    recall of the federated model and of that organisation's local-only model.
 
+With ``--transfer``, it prints instead, for every split and hold-out, the transfer and DP
+rows: a seeded genesis against one pretrained on a public share of the file (``--public``,
+stratified, taken away from the members; simulate's ``--pretrain-fraction``), each without
+DP and with record-level DP at ``--dp-epsilon`` (delta 1e-5), simulate's defaults otherwise.
+
 Usage: .venv/bin/python scripts/bench_collective.py --train FILE [--rounds 20] [--seed 0] [--local-epochs E]
            [--holdouts stratified,novel] [--personal-epochs E] [--json OUT]
+       .venv/bin/python scripts/bench_collective.py --train FILE --rounds 10 --transfer [--public 0.1]
+           [--dp-epsilon 8] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -58,10 +65,17 @@ def main() -> int:
     ap.add_argument("--personal-epochs", type=int, default=0,
                     help="also fine-tune a personal model per member (this many epochs) and report it on the member's own distribution")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--transfer", action="store_true", help="the transfer and DP rows instead (see above)")
+    ap.add_argument("--public", type=float, default=0.1, help="--transfer: share of the file that is public")
+    ap.add_argument("--pretrain-epochs", type=int, default=SimulationConfig.pretrain_epochs)
+    ap.add_argument("--dp-epsilon", type=float, default=8.0, help="--transfer: epsilon per round of the DP rows")
+    ap.add_argument("--seeds", default=None, help="--transfer: comma-separated seeds (default: --seed)")
     args = ap.parse_args()
     if not args.train.exists():
         print(f"NSL-KDD training file not found: {args.train} (pass --train)", file=sys.stderr)
         return 1
+    if args.transfer:
+        return transfer(args)
     results = {}
     for split, holdout in [(sp, h) for sp in args.splits.split(",") for h in args.holdouts.split(",")]:
         # simulate's defaults are the recipe (docs/learning.md): Adam 5e-3, batch 256, sqrt class
@@ -148,6 +162,50 @@ def main() -> int:
     epochs = {k.split(" ")[0]: r["config"]["local_epochs"] for k, r in results.items()}
     print(f"(rounds {args.rounds}, local epochs per round {epochs}, baselines trained rounds x local epochs; "
           f"{args.participants} organisations, seed {args.seed}; 2-core machine shared with other jobs)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, sort_keys=True))
+    return 0
+
+
+def transfer(args: argparse.Namespace) -> int:
+    """Seeded vs pretrained genesis, without and with DP: one row per split, hold-out, genesis and DP setting."""
+    seeds = [int(x) for x in (args.seeds or str(args.seed)).split(",")]
+    results: dict[str, list[dict]] = {}
+    for split, holdout in [(sp, h) for sp in args.splits.split(",") for h in args.holdouts.split(",")]:
+        for public in (0.0, args.public):
+            for eps in (None, args.dp_epsilon):
+                key = f"{split} {holdout} {public} {eps}"
+                for seed in seeds:
+                    cfg = SimulationConfig(
+                        dataset="nsl-kdd", train=str(args.train), participants=args.participants, split=split,
+                        rounds=args.rounds, seed=seed, holdout=holdout, strategy=args.strategy, dp_epsilon=eps,
+                        pretrain_fraction=public, pretrain_epochs=args.pretrain_epochs,
+                        local_epochs=args.local_epochs or SimulationConfig.local_epochs,
+                    )  # fmt: skip
+                    started = time.perf_counter()
+                    results.setdefault(key, []).append(run_simulation(cfg))
+                    print(f"{key} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    def mean(key: str, metric: str, where: str = "final") -> float:
+        """The mean over seeds of ``metric`` of the final model (or of the genesis, ``where="genesis"``)."""
+        picked = [r["genesis"]["metrics"] if where == "genesis" else r["final"] for r in results[key]]
+        return sum(m[metric] for m in picked) / len(picked)
+
+    rows = [("split", "hold-out", "genesis", "public flows", "DP", "genesis macro-F1", "federated macro-F1", "binary accuracy",
+             "DP cost (points)", "per seed")]  # fmt: skip
+    for key, runs in results.items():
+        split, holdout, public, eps = key.split(" ")
+        f1 = mean(key, "macro_f1")
+        cost = ""
+        if eps != "None":
+            cost = f"{(mean(f'{split} {holdout} {public} None', 'macro_f1') - f1) * 100:+.1f}"
+        rows.append((split, holdout, "pretrained" if float(public) else "seeded", f"{runs[0]['genesis']['public_records']:,}",
+                     "none" if eps == "None" else f"eps {float(eps):g}", f"{mean(key, 'macro_f1', 'genesis'):.4f}", f"{f1:.4f}",
+                     f"{mean(key, 'binary_accuracy'):.4f}", cost, " ".join(f"{r['final']['macro_f1']:.3f}" for r in runs)))  # fmt: skip
+    print(_table(rows))
+    print(f"\n(rounds {args.rounds}, {args.participants} organisations, seeds {seeds}, public share {args.public} taken from the "
+          f"members, pretraining {args.pretrain_epochs} epochs; DP: record level, delta 1e-5, clip 1.0; DP cost against the "
+          "same genesis without DP)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True))
     return 0

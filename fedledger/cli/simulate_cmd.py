@@ -79,6 +79,11 @@ def simulate(
     personal_epochs: int = typer.Option(
         0, "--personal-epochs", help="Each member fine-tunes the final global model this many epochs; per-member report (0 = off)."
     ),
+    pretrain_fraction: float = typer.Option(
+        0.0, "--pretrain-fraction",
+        help="Transfer learning: this share of the training data is public and the genesis is pretrained on it (0 = off).",
+    ),
+    pretrain_epochs: int = typer.Option(5, "--pretrain-epochs", help="Epochs of the genesis pretraining."),
     baselines: bool = typer.Option(False, "--baselines", help="Also train centralised and local-only baselines."),
     records: int = typer.Option(20_000, "--records", help="Synthetic data set size (training part)."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count malformed rows instead of failing."),
@@ -135,7 +140,8 @@ def simulate(
         class_weights=None if class_weights == "none" else class_weights, seed=seed, baselines=baselines,
         synthetic_records=records, on_bad_row="skip" if skip_bad_rows else "error", holdout=holdout,
         dp_epsilon=dp.epsilon if dp else None, dp_delta=dp.delta if dp else 1e-5, dp_budget=dp.budget if dp else None,
-        dp_clip=dp.clip_norm if dp else 1.0, privacy=privacy,
+        dp_clip=dp.clip_norm if dp else 1.0, privacy=privacy, pretrain_fraction=pretrain_fraction,
+        pretrain_epochs=pretrain_epochs,
     )  # fmt: skip
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

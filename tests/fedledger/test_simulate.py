@@ -63,6 +63,17 @@ def test_families_split_with_baselines_and_another_strategy() -> None:
     assert "sample_cap" not in median["strategy"]["params"]
 
 
+def test_a_pretrained_genesis_takes_the_public_share_from_the_members_and_starts_ahead() -> None:
+    seeded = run_simulation(_small(rounds=1))
+    pre = run_simulation(_small(rounds=1, pretrain_fraction=0.2, pretrain_epochs=4))
+    assert seeded["genesis"]["kind"] == "seeded" and seeded["genesis"]["public_records"] == 0
+    g = pre["genesis"]
+    assert g["kind"] == "pretrained" and g["public_records"] == 3000 - pre["data"]["train"] > 500
+    assert sum(p["samples"] for p in pre["participants"]) == pre["data"]["train"]  # the public share is no member's
+    assert g["metrics"]["macro_f1"] > seeded["genesis"]["metrics"]["macro_f1"] + 0.2
+    assert g["model_digest"] != seeded["genesis"]["model_digest"]
+
+
 @pytest.mark.parametrize(
     "cfg, fragment",
     [
@@ -70,6 +81,7 @@ def test_families_split_with_baselines_and_another_strategy() -> None:
         (_small(codec="int9"), "codec"),
         (_small(strategy="krum"), "strategy"),
         (_small(split="halves"), "split"),
+        (_small(pretrain_fraction=1.0), "pretrain_fraction"),
     ],
 )
 def test_bad_configurations_are_typed_errors(cfg: SimulationConfig, fragment: str) -> None:
