@@ -84,8 +84,8 @@ def with_audit_options(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _print_lineage(report) -> None:  # noqa: ANN001
-    for link in report.lineage:
+def _print_lineage(links: list[dict[str, Any]]) -> None:
+    for link in links:
         state = "[green]verified" if link["ok"] else "[red]BROKEN"
         console.print(
             f"lineage: {link['child']} starts from round {link['round']} of {link['parent']} (chain {link['chain_id']}), "
@@ -94,7 +94,7 @@ def _print_lineage(report) -> None:  # noqa: ANN001
 
 
 def _print_report(report) -> None:  # noqa: ANN001
-    _print_lineage(report)
+    _print_lineage(report.lineage)
     if not report.rounds:
         verdict = "no rounds yet; genesis model verified" if report.ok else "no rounds yet; DISCREPANCIES"
         console.print(f"audit of {report.ledger}: {verdict}", highlight=False)
@@ -201,10 +201,14 @@ def audit_participant(
 @audit_app.command("lineage")
 @with_audit_options
 def audit_lineage(ctx: typer.Context, *, cfg: Config, as_json: bool) -> None:
-    """The model lineage from genesis to the latest global model."""
+    """The model lineage from genesis to the latest global model, and the genesis's ancestry across ledgers."""
     from contracts.history import lineage
+    from fedledger.audit import Auditor
 
-    plain = _plain(lineage(attach_ledger(cfg)))
+    chain = attach_ledger(cfg)
+    plain = _plain(lineage(chain))
+    auditor = Auditor(chain, open_configured_store(cfg), descriptor_cid=cfg.federation.descriptor, parent_rpcs=parent_rpcs(ctx))
+    plain["ancestors"] = [link.to_dict() for link in auditor.check_lineage()]
     if as_json:
         print(json.dumps(plain, indent=2, sort_keys=True, default=str))
         return
@@ -217,6 +221,7 @@ def audit_lineage(ctx: typer.Context, *, cfg: Config, as_json: bool) -> None:
     for r in plain.get("rebases", []):
         target = f"round {r['to_round']}" if r["to_round"] else "the genesis model"
         console.print(f"rebased in block {r['block_number']}: the head moved from round {r['from_round']} back to {target}")
+    _print_lineage(plain["ancestors"])
 
 
 def _submissions_table(title: str, submissions: list[dict]) -> Table:

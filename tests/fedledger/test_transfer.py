@@ -8,6 +8,7 @@ never published the model.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,6 +136,11 @@ def test_a_federation_started_from_anothers_global_model_records_and_checks_its_
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"starts from round 1 of {a.ledger.address} (chain {chain.chain_id}), model {entry.model}: verified" in out.stderr
+    ancestry = subprocess.run(
+        [sys.executable, "-m", "fedledger", "audit", "lineage", "--json", *b.common_args()], cwd=ROOT, capture_output=True,
+        text=True, timeout=300, env=dict(os.environ), stdin=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+    assert json.loads(ancestry.stdout)["ancestors"] == report.lineage
 
 
 def test_a_parent_round_that_never_published_the_model_breaks_the_lineage(tmp_path: Path, chain) -> None:  # type: ignore[no-untyped-def]
