@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from federation import recipe
 from federation.model import save_model_bytes
 from federation.rounds.assessment import AcceptedUpdate, assess_round
 from federation.rounds.defences import DefenceParams
@@ -82,6 +83,23 @@ def test_assessment_is_deterministic_and_handles_everyone_excluded() -> None:
     lone = _assess(rnd, [_accepted(address(1), 10, zero)])
     assert lone.order == [] and lone.scores == {address(1): 0}
     assert save_model_bytes(rnd.spec, lone.weights) == save_model_bytes(rnd.spec, rnd.base)
+
+
+def test_under_the_default_recipe_a_cheat_that_slips_past_the_flags_still_earns_nothing() -> None:
+    """With the default recipe, a base-plus-noise free-rider's noise moved validation macro-F1 by
+    +0.0105 in round 2 (at or above min_gain, 0.005), so it was not flagged: the gain test runs on
+    a discrete metric, which a tiny perturbation can move by one flow. Leave-one-out still scored
+    it below zero, so it earned no credit; every copy was flagged."""
+    train, test, val = generate(6000, 0), generate(1500, 1), generate(1500, 2)
+    cheats = [AttackSpec.parse(s) for s in ("copy:1", "copy-noise:1", "free-ride:1", "free-ride-noise:1")]
+    default = dict(class_weights=recipe.CLASS_WEIGHTS, absent_class_scale=recipe.ABSENT_CLASS_SCALE,
+                   logit_calibration=recipe.LOGIT_CALIBRATION)  # fmt: skip
+    run = run_attacks(AttackRun(participants=8, rounds=2, attacks=cheats, **default), train, test, val)  # type: ignore[arg-type]
+    d = run["detection"]
+    assert d["planted_copy_or_free_ride"] == 8 and d["scored_at_most_0"] == 8 and d["honest_flagged"] == 0
+    slipped = [p for r in run["rounds"] for p in r["participants"] if p["attack"] and p["accepted"]]
+    assert d["flagged"] == 8 - len(slipped) and len(slipped) <= 1
+    assert all(p["attack"] == "free-ride-noise" and p["score"] <= 0 for p in slipped)
 
 
 def test_an_adversarial_federation_flags_every_planted_cheat_and_robust_rules_resist_poison() -> None:

@@ -137,15 +137,19 @@ def manifest_of(env: Env, round_id: int) -> dict:
 
 
 def trained_update(env: Env, i: int, round_id: int, *, sender: str | None = None, scale: float = 1.0, samples: int | None = None,
-                   **header: object) -> tuple[bytes, object]:
-    """Member ``i``'s honest delta for the open round, encoded under a header of the test's choosing (for attacks)."""
+                   settings: TrainingSettings = FAST, **header: object) -> tuple[bytes, object]:
+    """Member ``i``'s honest delta for the open round (trained as its service would with ``settings``), encoded
+    under a header of the test's choosing (for attacks)."""
     from federation.model import load_model_bytes
     from federation.training import train_local
     from federation.updates import UpdateHeader, encode_update
 
     info = env.ledger.get_round(round_id)
     _, base = load_model_bytes(env.store.get(digest_to_cid(info.base_model)), env.fed.descriptor.spec)
-    res = train_local(env.fed.descriptor.spec, base, env.data[i], epochs=1, seed=1)
+    s = settings
+    res = train_local(env.fed.descriptor.spec, base, env.data[i], epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=1,
+                      class_weights=s.class_weights, absent_class_scale=s.absent_class_scale,  # type: ignore[arg-type]
+                      logit_calibration=s.logit_calibration)  # fmt: skip
     delta = {k: (v * scale).astype("float32") for k, v in res.delta.items()}
     fields = dict(
         participant=sender or env.orgs[i].address, round_id=round_id, base_model=info.base_model.hex(),
