@@ -9,7 +9,7 @@ passed validation, in on-chain submission order. An update is flagged when it is
 * ``copy-similar``: a lightly perturbed copy — cosine similarity to an EARLIER update at or
   above ``copy_cosine``; the earlier one is the original and keeps its score;
 * ``free-ride-noise``: the base model plus noise — a delta almost orthogonal to the sum of the
-  other updates (``|cos| < noise_cosine``) that alone moves the validation metric by less
+  other updates' directions (``|cos| < noise_cosine``) that alone moves the validation metric by less
   than ``min_gain``;
 * ``copy-stale`` / ``free-ride-replay``: another member's (or its own) update of the previous
   round sent again — the same tensors, or cosine at or above ``copy_cosine``. Members commit
@@ -186,16 +186,25 @@ def _flag_noise(
     p: DefenceParams,
     gain: Callable[[Mapping[str, np.ndarray]], float],
 ) -> None:
-    """Base plus noise: nearly orthogonal to what everyone else did, and no better than the base on validation."""
-    clean = [i for i, c in enumerate(candidates) if c.participant not in flags]
+    """Base plus noise: nearly orthogonal to what everyone else did, and no better than the base on validation.
+
+    "What everyone else did" is the sum of the others' directions (each update divided by its
+    norm), so one huge update cannot drown the rest: summed as they are, a 3e38 update absorbs
+    every other value in float arithmetic, the others' sum computed as total minus own comes out
+    near zero, and an honest member looks orthogonal to it.
+    """
+    clean = [i for i, c in enumerate(candidates) if c.participant not in flags and norms[i] > 0]
     if len(clean) < 2:
         return  # nothing to compare with
-    # The others' sum is built in on-chain order with element-wise adds: a fixed order, the same bits everywhere.
-    total = np.zeros_like(vecs[clean[0]])
+    # float64 element-wise divisions and adds in on-chain order: correctly rounded, a fixed order, the same bits everywhere.
+    def unit(i: int) -> np.ndarray:  # recomputed rather than kept: one float64 copy of an update at a time
+        return np.divide(vecs[i].astype(np.float64), norms[i])
+
+    total = np.zeros(vecs[clean[0]].shape, dtype=np.float64)
     for i in clean:
-        np.add(total, vecs[i], out=total)
+        np.add(total, unit(i), out=total)
     for i in clean:
-        others = np.subtract(total, vecs[i])
+        others = np.subtract(total, unit(i))
         n_others = math.sqrt(exact_dot(others, others))
         cos = _cos(exact_dot(vecs[i], others), norms[i], n_others)
         if abs(cos) >= p.noise_cosine:

@@ -102,6 +102,23 @@ def test_noise_check_needs_the_validation_gain() -> None:
     assert detect([*_honest(rnd), _cand(rider, delta)]) == {}  # without gain, noise cannot be confirmed
 
 
+def test_one_huge_update_does_not_make_the_others_look_like_noise() -> None:
+    # Summed as they are, an update at 3e38 absorbs every other value in float arithmetic, and the
+    # others' sum (total minus own) came out near zero: the huge one looked orthogonal to it and was
+    # dropped as noise before the bounds could scale it. The check sums the others' directions.
+    rnd = honest_round(5)
+    cands = _honest(rnd)
+    d = rnd.members[0][2]
+    scale = np.float64(3e38 / max(float(np.max(np.abs(v))) for v in d.values()))
+    cands[0] = _cand(cands[0].participant, {k: (v.astype(np.float64) * scale).astype(np.float32) for k, v in d.items()})
+    assert max(float(np.max(np.abs(v))) for v in cands[0].delta.values()) > 1e38
+    assert detect(cands, gain=_gain(rnd)) == {}
+    rider = address(82)
+    noise = free_ride_delta("free-ride-noise", rnd.spec.tensor_shapes(), seed=0, address=rider, round_id=1)
+    flags = detect([*cands, _cand(rider, noise)], gain=_gain(rnd))
+    assert set(flags) == {rider} and flags[rider].reason == "free-ride-noise"
+
+
 def test_poisoners_are_not_mistaken_for_copiers_or_free_riders() -> None:
     rnd = honest_round(5)
     cands = _honest(rnd)

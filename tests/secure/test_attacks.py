@@ -59,13 +59,17 @@ def _round_until_commit(env, attacker: int, monkeypatch, **patches) -> int:  # n
 
 def _reveal_all(env, round_id: int, monkeypatch, attacker: int | None = None, **patches) -> None:  # noqa: ANN001, ANN003
     env.close_submissions(round_id)
-    for _ in range(2):
+    # Masked bytes first, then the shares; a member whose fetch of a peer's update outlasts its short
+    # wait looks again on its next step, as in `participant run`: step until all five reveals are on chain.
+    for _ in range(10):
         for i in range(5):
             with monkeypatch.context() as m:
                 if i == attacker:
                     for name, fn in patches.items():
                         m.setattr(member_side, name, fn)
                 env.participant(i).step()
+        if env.ledger.round_phases(round_id).reveal_count >= 5:
+            break
 
 
 def test_a_dealer_that_signs_a_bad_share_is_named_and_the_round_survives(tmp_path: Path, chain: LocalAnvil, monkeypatch) -> None:
