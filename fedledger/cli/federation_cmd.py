@@ -30,7 +30,7 @@ DATA_FORMATS = ("flowset", "synthetic", "nsl-kdd", "unsw-nb15", "cicids2017")
 
 
 def deploy(
-    validation: Path = typer.Option(None, "--validation", help="Public validation set (a flow set, or a raw file with --validation-format). Default: synthetic."),
+    validation: Path = typer.Option(None, "--validation", exists=True, dir_okay=False, help="Public validation set (a flow set, or a raw file with --validation-format). Default: synthetic."),
     validation_format: str = typer.Option("flowset", "--validation-format", help=f"One of {', '.join(DATA_FORMATS)}."),
     stats: list[Path] = typer.Option(None, "--stats", help="A member's statistics file (repeat for every member): fixes the normalisation."),
     name: str = typer.Option("fedledger", "--name", help="Federation name (goes into the descriptor)."),
@@ -63,7 +63,7 @@ def deploy(
     weight_cap: int = typer.Option(10_000, "--weight-cap", help="Secure aggregation: samples beyond this do not add weight."),
     share_seconds: int = typer.Option(60, "--share-seconds", help="Secure aggregation: how long each round's share phase lasts."),
     pretrain: Path = typer.Option(
-        None, "--pretrain", help="Pretrain the genesis model on this public flow set (format as --validation); the audit re-runs it."
+        None, "--pretrain", exists=True, dir_okay=False, help="Pretrain the genesis model on this public flow set (format as --validation); the audit re-runs it."
     ),
     pretrain_epochs: int = typer.Option(5, "--pretrain-epochs", help="Epochs of the genesis pretraining."),
     parent_ledger: str = typer.Option(
@@ -132,7 +132,13 @@ def deploy(
         if path is None:
             return generate(4000, seed + 7919)
         if validation_format == "flowset":
-            return load_flowset(path.read_bytes())
+            from federation.descriptor import InvalidDescriptor
+
+            try:
+                return load_flowset(path.read_bytes())
+            except InvalidDescriptor as exc:
+                raise ConfigError(f"{what} file {path}: {exc.args[0]}",
+                                  hint="make a flow set with `fedledger flows convert`, or pass --validation-format") from None
         if normaliser is None:
             raise ConfigError(f"a raw {what} file needs the members' --stats to fix its normalisation")
         return load_dataset(validation_format, path, None, test_fraction=0.0, normaliser=normaliser)[0]

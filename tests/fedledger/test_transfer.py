@@ -204,7 +204,10 @@ def test_deploy_from_the_command_line_with_a_parent_and_with_pretraining(tmp_pat
     audit = Auditor(pre_ledger, a.store)
     assert audit.audit().ok and audit.descriptor().genesis.epochs == 2
 
+    (tmp_path / "garbage.flowset").write_bytes(b"not a flow set")
     for extra, named in (
+        (("--pretrain", str(tmp_path / "missing.flowset")), "does not exist"),
+        (("--pretrain", str(tmp_path / "garbage.flowset")), f"pretraining file {tmp_path / 'garbage.flowset'}: flow set:"),
         (("--parent-ledger", a.ledger.address, "--pretrain", str(tmp_path / "public.flowset")), "--pretrain and --parent-ledger"),
         (("--parent-ledger", a.ledger.address, "--parent-round", "5"), "has no finalised round 5"),
         (("--parent-ledger", "0x" + "12" * 20), "no contract at"),
