@@ -64,6 +64,7 @@ class Snapshot:
     descriptor_cid: str | None = None
     descriptor: dict[str, Any] | None = None  # the descriptor's JSON as stored, new fields included
     genesis_mismatches: tuple[str, ...] | None = None  # None until the descriptor is known
+    lineage: tuple[dict[str, Any], ...] = ()  # the genesis's parent links across ledgers, each checked
     coordinator: str | None = None
     min_updates: int = 0
     current_round: int = 0
@@ -204,7 +205,11 @@ class FederationIndex:
         cid = str(self.auditor.descriptor_cid)
         self._fixed["descriptor_cid"] = cid
         self._fixed["descriptor"] = json.loads(self.store.get(cid))  # the Auditor parsed and checked these bytes
-        self._fixed["genesis_mismatches"] = tuple(self.auditor.check_genesis())
+        links = self.auditor.check_lineage()  # a pretrained genesis is re-run, a parent's link checked, once
+        self._fixed["lineage"] = tuple(link.to_dict() for link in links)
+        self._fixed["genesis_mismatches"] = tuple(self.auditor.check_genesis()) + tuple(
+            f"lineage: {problem}" for link in links for problem in link.problems
+        )
         self._cache = VerdictCache(self.cache_dir, ledger=self.ledger.address, chain_id=self.ledger.chain_id, descriptor=cid)
         if self.reaudit:
             self._cache.clear()
@@ -287,6 +292,7 @@ class FederationIndex:
             descriptor_cid=f.get("descriptor_cid"),
             descriptor=f.get("descriptor"),
             genesis_mismatches=f.get("genesis_mismatches"),
+            lineage=f.get("lineage", ()),
             coordinator=f.get("coordinator"),
             min_updates=f.get("min_updates", 0),
             current_round=f.get("current", 0),

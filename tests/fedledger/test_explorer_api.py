@@ -78,6 +78,7 @@ def test_federation_overview(fed: Env, explorer) -> None:  # noqa: ANN001
     f = client.get("/api/federation").json()
     assert (f["ledger"], f["chain_id"], f["descriptor"]) == (fed.ledger.address, fed.chain.chain_id, fed.fed.descriptor_cid)
     assert f["current_round"] == 3 and f["privacy_mode"] == "public" and f["genesis_ok"] is True
+    assert f["genesis"] == "seeded from the descriptor" and f["lineage"] == []
     assert f["rounds"] == {"verified": 2, "mismatch": 1} and f["audit_ok"] is False
     assert {m["address"]: m["total_score"] for m in f["members"]} == {o.address: fed.ledger.total_score(o.address) for o in fed.orgs}
 

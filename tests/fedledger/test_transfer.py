@@ -160,6 +160,22 @@ def test_a_parent_round_that_never_published_the_model_breaks_the_lineage(tmp_pa
     assert c.coordinator().step(None) == "opened"
     with pytest.raises(BaseRefused, match=f"the genesis model cannot be trusted: round 1 of ledger {a.ledger.address}"):
         c.participant(0).step()
+    # the explorer shows the broken link and does not call the federation audited
+    import warnings
+
+    with warnings.catch_warnings():  # starlette's note about a future httpx, not about this code
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from fedledger.explorer.app import create_app
+    from tests.helpers.explorer import explorer_over
+
+    index, details = explorer_over(c, tmp_path / "explorer-cache")
+    index.refresh()
+    page = TestClient(create_app(index, details), base_url="http://127.0.0.1").get("/api/federation").json()
+    assert page["genesis"] == f"round 1 of ledger {a.ledger.address} (chain {chain.chain_id})"
+    assert page["genesis_ok"] is False and page["lineage"][0]["ok"] is False
+    assert page["genesis_mismatches"] == report.mismatches
 
     for entry, named in (
         (ParentModel(chain.chain_id, a.ledger.address, 7, published), f"ledger {a.ledger.address} on chain {chain.chain_id} has no round 7"),
