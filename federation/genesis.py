@@ -73,6 +73,9 @@ class Pretraining:
 
     kind = "pretrained"
 
+    def describe(self) -> str:
+        return f"pretrained on public flow set {self.dataset} ({self.epochs} epochs, torch {self.torch})"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "dataset": self.dataset, "torch": self.torch,
@@ -92,11 +95,19 @@ class ParentModel:
 
     kind = "parent"
 
+    def describe(self) -> str:
+        return f"round {self.round} of ledger {self.ledger} (chain {self.chain_id})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "chain_id": self.chain_id, "ledger": self.ledger, "round": self.round, "model": self.model}
 
 
 Genesis = Pretraining | ParentModel
+
+
+def describe_genesis(genesis: Genesis | None) -> str:
+    """One line on how a genesis model is made, as the CLI and the explorer show it."""
+    return genesis.describe() if genesis is not None else "seeded from the descriptor"
 
 
 def _int(v: object, lo: int, hi: int) -> bool:
@@ -229,6 +240,8 @@ def follow_lineage(
     address: str,
     store: ContentStore,
     attach: Callable[[int, str], Ledger],
+    *,
+    limit: int = MAX_LINEAGE,
 ) -> list[Link]:
     """Walk from the ledger at ``address`` (with ``descriptor``) up its parents, checking each link on its chain.
 
@@ -236,7 +249,7 @@ def follow_lineage(
     finalised there with the named model as its global model, and the parent's descriptor
     (the one its ledger binds) has the same model spec and normaliser. ``attach(chain_id,
     address)`` connects to a parent ledger. The walk stops at a seeded or pretrained genesis,
-    a broken link, a ledger already seen, or after :data:`MAX_LINEAGE` links.
+    a broken link, a ledger already seen, or after ``limit`` links (at most :data:`MAX_LINEAGE`).
     """
     from federation.descriptor import MAX_DESCRIPTOR_BYTES, Descriptor
     from ipfs import cid_to_digest, digest_to_cid
@@ -244,7 +257,7 @@ def follow_lineage(
     links: list[Link] = []
     seen = {address.lower()}
     child, desc = address, descriptor
-    while isinstance(desc.genesis, ParentModel) and len(links) < MAX_LINEAGE:
+    while isinstance(desc.genesis, ParentModel) and len(links) < min(limit, MAX_LINEAGE):
         g = desc.genesis
         problems: list[str] = []
         parent_desc = None
@@ -275,3 +288,8 @@ def follow_lineage(
         seen.add(g.ledger.lower())
         child, desc = g.ledger, parent_desc
     return links
+
+
+def lineage_mismatches(links: list[Link]) -> list[str]:
+    """The audit's findings for a lineage: every problem of every link, each named as a lineage problem."""
+    return [f"lineage: {problem}" for link in links for problem in link.problems]

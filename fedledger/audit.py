@@ -35,7 +35,7 @@ from contracts.history import lineage
 from faults import Deadline, FedLedgerError
 from federation.descriptor import Descriptor, InvalidDescriptor
 from federation.fetch import AVAILABILITY_REASONS, fetch_update, update_limit
-from federation.genesis import Link, follow_lineage
+from federation.genesis import Link, follow_lineage, lineage_mismatches
 from federation.manifest import InvalidManifest, Manifest
 from federation.privacy import Mechanism, compose_declared
 from federation.replay import Replay
@@ -349,7 +349,7 @@ class Auditor:
         report = AuditReport(self.ledger.address, self.descriptor_cid, not genesis_problems, verdicts, genesis_problems)
         links = self.check_lineage()
         report.lineage = [link.to_dict() for link in links]
-        report.mismatches.extend(f"lineage: {problem}" for link in links for problem in link.problems)
+        report.mismatches.extend(lineage_mismatches(links))
         try:
             report.rebases = [asdict(r) | {"model": digest_to_cid(r.model) if any(r.model) else None}
                               for r in lineage(self.ledger).rebases]  # fmt: skip

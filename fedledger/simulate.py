@@ -156,6 +156,7 @@ def _pretrained(cfg: SimulationConfig, spec: ModelSpec, public: Any) -> dict[str
     from federation.genesis import Pretraining, pretrain
     from federation.model import load_model_bytes
 
+    # the public set is in memory here, not in a store: the recipe names no CID
     recipe_ = Pretraining(dataset="-", epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                           class_weights=cfg.class_weights, seed=cfg.seed, torch=torch.__version__)  # fmt: skip
     return load_model_bytes(pretrain(spec, cfg.seed, recipe_, public), spec)[1]

@@ -267,8 +267,8 @@ class ParticipantService:
             def attach(chain_id: int, address: str) -> Ledger:
                 return Ledger.attach(self.ledger.rpc_url, address, expected_chain_id=chain_id)
 
-            links = follow_lineage(self.descriptor, self.ledger.address, self.store, attach)
-            problems = list(links[0].problems) if links else []
+            links = follow_lineage(self.descriptor, self.ledger.address, self.store, attach, limit=1)  # its own link only
+            problems = list(links[0].problems)
         seconds = time.perf_counter() - t0
         self._on_event("verified", {"round": 0, "seconds": seconds, "ok": not problems})
         if problems:

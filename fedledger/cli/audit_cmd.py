@@ -52,7 +52,7 @@ def _settings(ctx: typer.Context, given: dict[str, Any]) -> tuple[Config, bool]:
     config = merged.pop("config")
     if merged.get("parent_rpc"):  # read by parent_rpcs(ctx), not by the config
         ctx.ensure_object(dict)["parent_rpc"] = merged["parent_rpc"]
-    merged.pop("parent_rpc")
+    parent_rpcs(ctx, merged.pop("parent_rpc"))  # a malformed --parent-rpc is refused before any connection
     return federation_config(config, **merged), as_json
 
 

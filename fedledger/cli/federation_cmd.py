@@ -83,9 +83,13 @@ def deploy(
 ) -> None:
     """Create a federation: descriptor, validation set and genesis model in the store; the ledger on chain."""
     privacy_section = secure_privacy(privacy, max_members, threshold, clip=clip, weight_cap=weight_cap, share_seconds=share_seconds)
+    from federation import recipe
+    from federation.descriptor import InvalidDescriptor
     from federation.flowset import load_flowset
+    from federation.genesis import describe_genesis
     from fedledger.deploy import create_federation, parent_genesis
     from flows import load_dataset, schema_for
+    from flows.schema import LocalStats, Normaliser, merge
     from flows.synthetic import generate
 
     cfg = chain_config(config, rpc_url, None, chain_id, store, ipfs_api)
@@ -100,11 +104,7 @@ def deploy(
     if holdouts and holdout_dir is None:
         raise ConfigError("the scoring hold-outs need a directory", hint="pass --holdout-dir DIR (give it to the coordinator), or --holdouts 0")
     st = open_configured_store(cfg)
-    from flows.schema import LocalStats, Normaliser, merge
-
     normaliser = None
-    from federation import recipe
-
     strategy = strategy or recipe.default_strategy(privacy)
     strategy_params: dict = {} if sample_cap is None else {"sample_cap": sample_cap}
     if stats:
@@ -132,8 +132,6 @@ def deploy(
         if path is None:
             return generate(4000, seed + 7919)
         if validation_format == "flowset":
-            from federation.descriptor import InvalidDescriptor
-
             try:
                 return load_flowset(path.read_bytes())
             except InvalidDescriptor as exc:
@@ -163,21 +161,12 @@ def deploy(
     for k, v in (
         ("ledger", fed.ledger.address), ("descriptor", fed.descriptor_cid), ("genesis model", fed.genesis_cid),
         ("validation set", fed.validation_cid), ("privacy", fed.descriptor.privacy_mode),
-        ("genesis", _genesis_line(fed.descriptor)),
+        ("genesis", describe_genesis(fed.descriptor.genesis)),
         ("deploy gas", f"{fed.deploy_gas:,}"), ("config", str(out or "-")),
     ):  # fmt: skip
         table.add_row(k, v)
     console.print(table)
     print(fed.ledger.address)
-
-
-def _genesis_line(descriptor) -> str:  # noqa: ANN001
-    g = descriptor.genesis
-    if g is None:
-        return "seeded"
-    if g.kind == "pretrained":
-        return f"pretrained on {g.dataset} ({g.epochs} epochs, torch {g.torch})"
-    return f"round {g.round} of ledger {g.ledger} (chain {g.chain_id})"
 
 
 def secure_privacy(mode: str, max_members: int | None, threshold: int | None, **params: object) -> dict | None:

@@ -22,6 +22,7 @@ from typing import Any
 from contracts.client import Ledger
 from contracts.records import RoundInfo, RoundState
 from faults import FedLedgerError, deadline
+from federation.genesis import lineage_mismatches
 from federation.manifest import InvalidManifest, Manifest
 from fedledger.audit import AuditError, Auditor, RoundVerdict
 from fedledger.explorer.cache import VerdictCache, round_key
@@ -207,9 +208,7 @@ class FederationIndex:
         self._fixed["descriptor"] = json.loads(self.store.get(cid))  # the Auditor parsed and checked these bytes
         links = self.auditor.check_lineage()  # a pretrained genesis is re-run, a parent's link checked, once
         self._fixed["lineage"] = tuple(link.to_dict() for link in links)
-        self._fixed["genesis_mismatches"] = tuple(self.auditor.check_genesis()) + tuple(
-            f"lineage: {problem}" for link in links for problem in link.problems
-        )
+        self._fixed["genesis_mismatches"] = (*self.auditor.check_genesis(), *lineage_mismatches(links))
         self._cache = VerdictCache(self.cache_dir, ledger=self.ledger.address, chain_id=self.ledger.chain_id, descriptor=cid)
         if self.reaudit:
             self._cache.clear()

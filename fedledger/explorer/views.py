@@ -14,6 +14,7 @@ from typing import Any
 from contracts.client import as_address
 from contracts.errors import InvalidArgument
 from contracts.records import RoundState
+from federation.genesis import describe_genesis, parse_genesis
 from fedledger.audit import AuditReport
 from fedledger.explorer.cache import round_key
 from fedledger.explorer.details import ChainDetails
@@ -143,7 +144,7 @@ def federation_view(snap: Snapshot, settings: ViewSettings) -> dict[str, Any]:
         "genesis_model": cid(snap.genesis_model),
         "genesis_ok": None if snap.genesis_mismatches is None else not snap.genesis_mismatches,
         "genesis_mismatches": list(snap.genesis_mismatches or ()),
-        "genesis": genesis_summary(desc.get("genesis")),
+        "genesis": describe_genesis(parse_genesis(desc["genesis"]) if desc.get("genesis") else None),
         "lineage": list(snap.lineage),
         "latest_model": cid(snap.latest_model),
         "coordinator": snap.coordinator,
@@ -283,13 +284,3 @@ def score_series(snap: Snapshot, only: str | None = None) -> dict[str, list[tupl
             if only is None or a == only:
                 out.setdefault(names.get(a, a[:10]), []).append((e.info.round_id, float(s)))
     return out
-
-
-def genesis_summary(entry: Any) -> str:
-    """One line on how the genesis model was made (the descriptor's entry, already checked by the audit)."""
-    if not isinstance(entry, dict):
-        return "seeded from the descriptor"
-    if entry.get("kind") == "pretrained":
-        recipe = entry.get("recipe") or {}
-        return f"pretrained on public flow set {entry.get('dataset')} ({recipe.get('epochs')} epochs, torch {entry.get('torch')})"
-    return f"round {entry.get('round')} of ledger {entry.get('ledger')} (chain {entry.get('chain_id')})"

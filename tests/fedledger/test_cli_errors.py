@@ -57,6 +57,21 @@ def test_an_unreachable_rpc_says_refused_without_urllib3s_repr(capsys) -> None:
     assert "HTTPConnection" not in err and "Errno" not in err
 
 
+@pytest.mark.parametrize("entry", ["garbage", "31337", "x=http://127.0.0.1:8545", "31337="])
+def test_a_malformed_parent_rpc_is_refused_before_any_connection(entry: str, capsys) -> None:
+    # port 9: were the entry read after connecting, the error would be the refused connection
+    for argv in (["audit", "--parent-rpc", entry], ["audit", "lineage", "--parent-rpc", entry]):
+        code, _, err = run([*argv, "--rpc-url", "http://127.0.0.1:9", "--ledger", "0x" + "33" * 20], capsys)
+        line = _one_error(err)
+        assert code == 1 and f"--parent-rpc entry {entry!r} is not CHAIN_ID=URL" in line, line
+
+
+def test_participant_run_refuses_unknown_class_weights(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["participant", "run", "--data", str(tmp_path / "flows.flowset"), "--class-weights", "inverse"], capsys)
+    line = _one_error(err)
+    assert code == 1 and "class weights 'inverse' are not balanced, sqrt or none" in line
+
+
 def test_the_demo_deletes_only_a_folder_it_wrote(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     mine = tmp_path / "work"
     mine.mkdir()
